@@ -1,0 +1,1 @@
+"""Model engines (StatsForecast, MLForecast, NeuralForecast, custom) and their catalogs."""

@@ -1,0 +1,1 @@
+"""Pipeline sources: where pipeline definitions come from."""

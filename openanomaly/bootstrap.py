@@ -1,0 +1,42 @@
+"""The composition root: the only place that picks adapters and wires them together.
+
+Nothing here runs at import time; callers (CLI, tests) call `build` with validated settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openanomaly.adapters.model_engine.custom import CustomEngineCatalog
+from openanomaly.adapters.model_engine.mlforecast import MLForecastCatalog
+from openanomaly.adapters.model_engine.neuralforecast import NeuralForecastCatalog
+from openanomaly.adapters.model_engine.statsforecast import StatsForecastCatalog
+from openanomaly.adapters.pipeline_source.directory import DirectoryPipelineSource
+from openanomaly.config.settings import Settings
+from openanomaly.ports import ModelCatalog, PipelineSource
+
+
+def model_catalog(engine: str) -> ModelCatalog:
+    """The catalog of a pipeline's `model.engine` (built-in name or `package.module:Class`)."""
+    builtins: dict[str, type[ModelCatalog]] = {
+        "statsforecast": StatsForecastCatalog,
+        "mlforecast": MLForecastCatalog,
+        "neuralforecast": NeuralForecastCatalog,
+    }
+    factory = builtins.get(engine)
+    return factory() if factory is not None else CustomEngineCatalog(engine)
+
+
+@dataclass(frozen=True)
+class App:
+    """Everything a command needs, built once from settings."""
+
+    settings: Settings
+    pipelines: PipelineSource
+
+
+def build(settings: Settings) -> App:
+    return App(
+        settings=settings,
+        pipelines=DirectoryPipelineSource(settings.pipelines_dir, model_catalog),
+    )

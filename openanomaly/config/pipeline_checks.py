@@ -1,0 +1,73 @@
+"""Checks across fields and against the engines' catalogs, each naming the field to fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from openanomaly.config.pipeline import Pipeline, season_steps
+from openanomaly.durations import format_duration
+from openanomaly.ports import ModelCatalog
+
+FieldIssue = tuple[tuple[str, ...], str]
+"""(path inside the pipeline, reason)"""
+
+# Seasonal models estimate each seasonal index from repeated seasons; with fewer than two full
+# seasons in the fitting window they either refuse or silently drop the seasonality.
+MIN_SEASONS_TO_FIT = 2
+
+
+def cross_check(pipeline: Pipeline, catalog_for: Callable[[str], ModelCatalog]) -> list[FieldIssue]:
+    issues: list[FieldIssue] = []
+    step = pipeline.step
+    for path, value in (
+        (("train", "window"), pipeline.train.window),
+        (("infer", "context"), pipeline.infer.context),
+    ):
+        if value % step:
+            issues.append((path, f"{_d(value)} is not a multiple of step ({_d(step)})"))
+
+    try:
+        seasons = season_steps(pipeline.model.params.get("season_length"), step)
+    except ValueError as exc:
+        issues.append((("model", "params", "season_length"), str(exc)))
+        seasons = []
+    if seasons:
+        longest = max(seasons)
+        need_fit = step * longest * MIN_SEASONS_TO_FIT
+        if pipeline.train.window < need_fit:
+            issues.append(
+                (
+                    ("train", "window"),
+                    (
+                        f"{_d(pipeline.train.window)} is shorter than {MIN_SEASONS_TO_FIT} "
+                        f"seasons of season_length {longest} at step {_d(step)}; "
+                        f"needs at least {_d(need_fit)}"
+                    ),
+                )
+            )
+        need_context = step * longest
+        if pipeline.infer.context < need_context:
+            issues.append(
+                (
+                    ("infer", "context"),
+                    (
+                        f"{_d(pipeline.infer.context)} is shorter than one season "
+                        f"(season_length {longest} at step {_d(step)} = {_d(need_context)})"
+                    ),
+                )
+            )
+
+    # Catalogs see season_length in steps, as the engines will.
+    params = dict(pipeline.model.params)
+    if seasons:
+        raw = params["season_length"]
+        params["season_length"] = seasons if isinstance(raw, list) else seasons[0]
+    catalog = catalog_for(pipeline.model.engine)
+    for issue in catalog.check(pipeline.model.name, params):
+        issues.append((("model", *issue.field.split(".")), issue.reason))
+    return issues
+
+
+def _d(value: timedelta) -> str:
+    return format_duration(value)

@@ -1,0 +1,206 @@
+"""The process settings: one pydantic model, the contract of `openanomaly.yaml`.
+
+Loading (files, env vars, flags, `${ENV}` secrets) lives in `settings_loader`; this module only
+says what is valid. Paths written in a settings file are resolved against that file's directory
+(as Prometheus does), defaults and env vars/flags against the working directory.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from openanomaly.config.types import Duration
+
+DEFAULT_HTTP_PORT = 8495
+"""Our HTTP port (healthz, metrics, API). Chosen to stay clear of vmanomaly's 8490 and of the
+exporters' 9100-9999 range, so both can run side by side during a migration."""
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Headers the remote-write protocol owns; a user override would break the protocol.
+RESERVED_HEADERS = frozenset(
+    {
+        "content-encoding",
+        "content-type",
+        "user-agent",
+        "x-prometheus-remote-write-version",
+        "content-length",
+        "host",
+    }
+)
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo must never silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BasicAuth(StrictModel):
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password(self) -> BasicAuth:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give either password or password_file, not both")
+        if self.username is None and (self.password is not None or self.password_file):
+            raise ValueError("a password needs a username")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.username is not None
+
+
+class TLS(StrictModel):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> TLS:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (client certificate)")
+        return self
+
+
+def _check_http_url(value: str, field: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{field} must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+class TSDBSettings(StrictModel):
+    url: str = Field(
+        "http://127.0.0.1:8428",
+        description="Prometheus HTTP API base; query_range is {url}/api/v1/query_range",
+    )
+    write_url: str | None = Field(None, description="Remote write URL; default {url}/api/v1/write")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra headers, e.g. X-Scope-OrgID for tenants"
+    )
+    basic_auth: BasicAuth = BasicAuth()
+    bearer_token: SecretStr | None = None
+    bearer_token_file: Path | None = None
+    tls: TLS = TLS()
+    timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_http_url(value, "url")
+
+    @field_validator("write_url")
+    @classmethod
+    def _write_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value, "write_url")
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"'{name}' is not a valid HTTP header name")
+            if name.lower() in RESERVED_HEADERS:
+                raise ValueError(f"header '{name}' is set by OpenAnomaly and cannot be overridden")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("timeout must be greater than 0s")
+        return value
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> TSDBSettings:
+        if self.bearer_token is not None and self.bearer_token_file is not None:
+            raise ValueError("give either bearer_token or bearer_token_file, not both")
+        has_bearer = self.bearer_token is not None or self.bearer_token_file is not None
+        if has_bearer and self.basic_auth.enabled:
+            raise ValueError("choose one authentication: basic_auth or a bearer token")
+        return self
+
+    @property
+    def effective_write_url(self) -> str:
+        return self.write_url or f"{self.url}/api/v1/write"
+
+
+class StorageSettings(StrictModel):
+    data_dir: Path = Field(
+        Path("data"), description="SQLite registry, model artifacts and write outbox"
+    )
+    registry_url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///{data_dir}/registry.db"
+    )
+    artifacts_url: str | None = Field(
+        None, description="fsspec URL; default file://{data_dir}/models (s3:// with the s3 extra)"
+    )
+
+    @property
+    def effective_registry_url(self) -> str:
+        return self.registry_url or f"sqlite:///{self.data_dir.absolute() / 'registry.db'}"
+
+    @property
+    def effective_artifacts_url(self) -> str:
+        return self.artifacts_url or f"file://{self.data_dir.absolute() / 'models'}"
+
+
+class DispatcherSettings(StrictModel):
+    kind: Literal["threads", "celery"] = "threads"
+    workers: int = Field(2, ge=1, le=256, description="Threads that run train and infer jobs")
+
+
+class HttpSettings(StrictModel):
+    listen: str = Field(
+        f"127.0.0.1:{DEFAULT_HTTP_PORT}",
+        description="host:port for /healthz, /readyz, /metrics and the API",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"listen must be host:port (e.g. 127.0.0.1:8495), got {value!r}")
+        if not host:
+            raise ValueError("listen needs a host; use 0.0.0.0:PORT to listen on every address")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class LogSettings(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(StrictModel):
+    """Everything the process needs to know; validated once at start-up."""
+
+    tsdb: TSDBSettings = TSDBSettings()
+    storage: StorageSettings = StorageSettings()
+    dispatcher: DispatcherSettings = DispatcherSettings()
+    http: HttpSettings = HttpSettings()
+    pipelines_dir: Path = Path("pipelines.d")
+    log: LogSettings = LogSettings()

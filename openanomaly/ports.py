@@ -1,0 +1,262 @@
+"""The ports: what the core needs from the outside world, as Protocols with their contracts.
+
+The core (domain, use cases, scheduler) depends only on these. Adapters under
+`openanomaly/adapters/<port>/<technology>.py` implement them and translate third-party exceptions
+into `openanomaly.errors` at their edge. Every adapter of a port must pass that port's shared
+contract test suite in `tests/contracts/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from openanomaly.errors import Problem
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    import pandas as pd
+
+    from openanomaly.config.pipeline import ModelSpec, Pipeline
+    from openanomaly.domain.series import SeriesFrame
+
+T = TypeVar("T")
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+class MetricsReader(Protocol):
+    """Reads history from a Prometheus-compatible TSDB."""
+
+    def query_range(
+        self,
+        query: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        *,
+        max_series: int | None = None,
+    ) -> SeriesFrame:
+        """Evaluate `query` at every `step` from `start` to `end`, both inclusive, aligned to
+        multiples of `step` since the epoch.
+
+        Contract: one series per distinct label set; timestamps strictly increasing per series;
+        gaps stay gaps; NaN/+Inf/-Inf come back as float values. More than `max_series` series
+        raises TSDBQueryError. Unreachable, timeouts and 5xx after the retry budget raise
+        TSDBUnavailable; a refused query raises TSDBQueryError with the server's message.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class OutputSeries:
+    """One series to write: full label set including `__name__`, samples in timestamp order."""
+
+    labels: Mapping[str, str]
+    timestamps_ms: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    accepted: int = 0
+    queued: int = 0
+    dropped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class MetricsWriter(Protocol):
+    """Writes forecasts, bands and scores back through Prometheus remote write."""
+
+    def write(self, series: Sequence[OutputSeries]) -> WriteResult:
+        """Deliver samples, or keep them durably for later delivery.
+
+        Contract: returns only when every sample is accepted by the TSDB or persisted in the
+        outbox (`queued`); samples are `dropped` only when the TSDB refuses them for good (4xx
+        other than 429) or an outbox bound forces it, and each drop is counted and logged.
+        """
+        ...
+
+    def mark_stale(self, series: Sequence[Mapping[str, str]], at_ms: int) -> WriteResult:
+        """Write Prometheus stale markers for output series that disappeared."""
+        ...
+
+    def close(self, timeout: float) -> None:
+        """Flush what can be flushed within `timeout` seconds; the outbox keeps the rest."""
+        ...
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogIssue:
+    """A problem with a model section; `field` is relative to `model` (`name`, `params.x`)."""
+
+    field: str
+    reason: str
+
+
+class ModelCatalog(Protocol):
+    """Knows an engine's models without fitting anything; used by `validate`."""
+
+    def check(self, name: str, params: Mapping[str, Any]) -> list[CatalogIssue]:
+        """Issues with a model name and its parameters; empty when the engine can build it.
+
+        Contract: cheap (no fitting, no data); never raises for bad user input.
+        """
+        ...
+
+
+class ModelEngine(ModelCatalog, Protocol):
+    """Fits forecasting models on many series at once and predicts bands from them."""
+
+    def fit(self, frame: SeriesFrame, spec: ModelSpec, step: timedelta) -> Any:
+        """Fit on history; returns an opaque fitted model covering every fittable series."""
+        ...
+
+    def dumps(self, model: Any) -> bytes:
+        """Serialize a fitted model, with enough metadata to refuse an incompatible load."""
+        ...
+
+    def loads(self, blob: bytes) -> Any:
+        """Inverse of dumps; raises IncompatibleArtifact for other library versions."""
+        ...
+
+    def predict(
+        self, model: Any, context: SeriesFrame, at: Sequence[datetime], level: float
+    ) -> pd.DataFrame:
+        """Columns unique_id, ds, yhat, yhat_lower, yhat_upper for each series and time in `at`.
+
+        Contract: the forecast for time t uses only context before t (no look-ahead).
+        """
+        ...
+
+
+# --- storage -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    uri: str
+    sha256: str
+    size: int
+
+
+class ArtifactStore(Protocol):
+    """Keeps model artifacts (bytes) on local disk, a shared filesystem or object storage."""
+
+    def put(self, key: str, data: bytes) -> ArtifactRef:
+        """Write atomically: readers see the whole artifact or none of it."""
+        ...
+
+    def get(self, ref: ArtifactRef) -> bytes:
+        """Read and verify the checksum before returning; raise ArtifactCorrupt otherwise."""
+        ...
+
+    def delete(self, uri: str) -> None:
+        """Remove an artifact; deleting a missing one is not an error."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    pipeline: str
+    version: int
+    config_hash: str
+    engine: str
+    artifact: ArtifactRef
+    created: datetime
+    series_count: int
+    train_start: datetime
+    train_end: datetime
+    fit_seconds: float
+    status: str = "active"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    pipeline: str
+    kind: str  # train | infer | backtest
+    scheduled: datetime
+    started: datetime
+    finished: datetime | None = None
+    status: str = "running"  # running | ok | failed
+    error: str | None = None
+    series_in: int = 0
+    series_scored: int = 0
+    series_skipped: int = 0
+    samples_written: int = 0
+    id: int | None = None
+
+
+class ModelRegistry(Protocol):
+    """Durable state: model versions, runs and per-pipeline scoring watermarks."""
+
+    def add_model(self, record: ModelRecord) -> ModelRecord:
+        """Store a new version and make it the active one, retiring the previous, atomically."""
+        ...
+
+    def active_model(self, pipeline: str) -> ModelRecord | None: ...
+
+    def start_run(self, run: RunRecord) -> RunRecord:
+        """Record a run as running; returns it with its id."""
+        ...
+
+    def finish_run(self, run: RunRecord) -> None: ...
+
+    def watermark(self, pipeline: str) -> datetime | None:
+        """The newest timestamp already scored and delivered (or queued) for `pipeline`."""
+        ...
+
+    def set_watermark(self, pipeline: str, at: datetime) -> None: ...
+
+
+# --- pipelines and execution ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    pipeline: Pipeline
+    source: str  # file path
+    line: int
+
+
+@dataclass(frozen=True)
+class PipelineSet:
+    """Valid pipelines plus every problem found; one bad pipeline never hides the others."""
+
+    pipelines: list[LoadedPipeline]
+    problems: list[Problem]
+
+    def by_name(self) -> dict[str, LoadedPipeline]:
+        return {p.pipeline.name: p for p in self.pipelines}
+
+
+class PipelineSource(Protocol):
+    """Where pipeline definitions come from (a directory of YAML files, by default)."""
+
+    def load(self) -> PipelineSet:
+        """Read and validate every pipeline; never raises for bad user input."""
+        ...
+
+    def fingerprint(self) -> str:
+        """Cheap value that changes whenever `load()` could return something different."""
+        ...
+
+
+class JobDispatcher(Protocol):
+    """Runs train and infer jobs somewhere: local threads, or Celery workers."""
+
+    def submit(self, name: str, fn: Callable[[], T]) -> Future[T]:
+        """Run `fn` (identified by `name` for logs and metrics); the future carries its result."""
+        ...
+
+    def shutdown(self, grace: float) -> None:
+        """Stop accepting work; wait up to `grace` seconds for running jobs."""
+        ...
