@@ -9,12 +9,14 @@ from openanomaly.config.pipeline import Pipeline, season_steps
 from openanomaly.durations import format_duration
 from openanomaly.ports import ModelCatalog
 
-FieldIssue = tuple[tuple[str, ...], str]
-"""(path inside the pipeline, reason)"""
+FieldIssue = tuple[tuple[str, ...], str, tuple[str, ...]]
+"""(path inside the pipeline, reason, the other field involved): when the first field was left
+at its default, the problem is shown at the second one, which the user did write."""
 
 # Seasonal models estimate each seasonal index from repeated seasons; with fewer than two full
 # seasons in the fitting window they either refuse or silently drop the seasonality.
 MIN_SEASONS_TO_FIT = 2
+SEASON = ("model", "params", "season_length")
 
 
 def cross_check(pipeline: Pipeline, catalog_for: Callable[[str], ModelCatalog]) -> list[FieldIssue]:
@@ -25,12 +27,12 @@ def cross_check(pipeline: Pipeline, catalog_for: Callable[[str], ModelCatalog]) 
         (("infer", "context"), pipeline.infer.context),
     ):
         if value % step:
-            issues.append((path, f"{_d(value)} is not a multiple of step ({_d(step)})"))
+            issues.append((path, f"{_d(value)} is not a multiple of step ({_d(step)})", ("step",)))
 
     try:
         seasons = season_steps(pipeline.model.params.get("season_length"), step)
     except ValueError as exc:
-        issues.append((("model", "params", "season_length"), str(exc)))
+        issues.append((SEASON, str(exc), SEASON))
         seasons = []
     if seasons:
         longest = max(seasons)
@@ -44,6 +46,7 @@ def cross_check(pipeline: Pipeline, catalog_for: Callable[[str], ModelCatalog]) 
                         f"seasons of season_length {longest} at step {_d(step)}; "
                         f"needs at least {_d(need_fit)}"
                     ),
+                    SEASON,
                 )
             )
         need_context = step * longest
@@ -55,6 +58,7 @@ def cross_check(pipeline: Pipeline, catalog_for: Callable[[str], ModelCatalog]) 
                         f"{_d(pipeline.infer.context)} is shorter than one season "
                         f"(season_length {longest} at step {_d(step)} = {_d(need_context)})"
                     ),
+                    SEASON,
                 )
             )
 
@@ -65,7 +69,8 @@ def cross_check(pipeline: Pipeline, catalog_for: Callable[[str], ModelCatalog]) 
         params["season_length"] = seasons if isinstance(raw, list) else seasons[0]
     catalog = catalog_for(pipeline.model.engine)
     for issue in catalog.check(pipeline.model.name, params):
-        issues.append((("model", *issue.field.split(".")), issue.reason))
+        model_field = ("model", *issue.field.split("."))
+        issues.append((model_field, issue.reason, model_field))
     return issues
 
 

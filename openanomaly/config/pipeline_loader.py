@@ -97,11 +97,15 @@ def _validate_entry(
         pipeline = Pipeline.model_validate(raw)
     except ValidationError as exc:
         return None, problems_from_validation(exc, Pipeline, locate, prefix)
-    issues = cross_check(pipeline, catalog_for)
-    problems = [
-        Problem(source, document.line_of((*prefix, *path)), format_path((*prefix, *path)), reason)
-        for path, reason in issues
-    ]
+    problems = []
+    for path, reason, related in cross_check(pipeline, catalog_for):
+        full = (*prefix, *path)
+        if full in document.lines:
+            line, note = document.lines[full], ""
+        else:
+            line = document.line_of((*prefix, *related))
+            note = f" ({format_path(path)} is not set, so its default applies)"
+        problems.append(Problem(source, line, format_path(full), reason + note))
     return (None if problems else pipeline), problems
 
 

@@ -31,7 +31,7 @@ from openanomaly.errors import ConfigError, Problem
 ENV_PREFIX = "OA_"
 ENV_CONFIG = "OA_CONFIG"
 DEFAULT_CONFIG_NAME = "openanomaly.yaml"
-MASK = "********"
+MASK = "**********"  # the same mask pydantic prints for SecretStr
 _PLACEHOLDER = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{([^}]*)\}?")
 _SENSITIVE_HEADER = re.compile(r"authorization|cookie|token|secret|password|key", re.IGNORECASE)
 

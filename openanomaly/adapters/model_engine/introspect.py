@@ -69,6 +69,16 @@ def class_signatures(path: Path) -> dict[str, ClassSignature]:
 
     for name in classes:
         out[name] = resolve(name)
+    # Classes re-exported from a sibling module (`from .ucm import UCM`).
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            sibling = path.parent / (node.module.replace(".", "/") + ".py")
+            if not sibling.is_file():
+                continue
+            for alias in node.names:
+                found = class_signatures(sibling).get(alias.name)
+                if found is not None:
+                    out.setdefault(alias.asname or alias.name, found)
     return out
 
 
