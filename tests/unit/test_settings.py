@@ -262,3 +262,17 @@ def test_write_url_and_trailing_slashes(tmp_path: Path) -> None:
     env["OA_TSDB__WRITE_URL"] = "http://vminsert:8480/insert/0/prometheus/api/v1/write"
     s = load_settings(env=env, cwd=tmp_path).settings
     assert s.tsdb.effective_write_url == env["OA_TSDB__WRITE_URL"]
+
+
+def test_commented_example_settings_file_shows_the_defaults(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "openanomaly.yaml"
+    from_file = load_settings(example, env={}, cwd=tmp_path).settings
+    defaults = load_settings(env={}, cwd=tmp_path).settings
+    # Paths in a file are relative to the file; everything else must equal the defaults.
+    assert from_file.pipelines_dir == example.parent / "pipelines.d"
+    assert from_file.storage.data_dir == example.parent / "data"
+    storage = from_file.storage.model_copy(update={"data_dir": defaults.storage.data_dir})
+    rebased = from_file.model_copy(
+        update={"pipelines_dir": defaults.pipelines_dir, "storage": storage}
+    )
+    assert rebased == defaults
