@@ -22,6 +22,7 @@ import typer
 import yaml
 
 from openanomaly import __version__
+from openanomaly.config.settings_loader import ENV_DEBUG
 from openanomaly.errors import ConfigError, OpenAnomalyError, Problem
 
 app = typer.Typer(
@@ -299,7 +300,7 @@ def main() -> None:
             typer.echo(f"openanomaly: {exc}", err=True)
         sys.exit(1)
     except Exception as exc:
-        if os.environ.get("OA_DEBUG"):
+        if os.environ.get(ENV_DEBUG):
             raise
         typer.echo(
             f"openanomaly: internal error: {type(exc).__name__}: {exc} "

@@ -30,6 +30,8 @@ from openanomaly.errors import ConfigError, Problem
 
 ENV_PREFIX = "OA_"
 ENV_CONFIG = "OA_CONFIG"
+ENV_DEBUG = "OA_DEBUG"  # read by the CLI (tracebacks for bug reports), not a setting
+_NOT_SETTINGS = frozenset({ENV_CONFIG, ENV_DEBUG})
 DEFAULT_CONFIG_NAME = "openanomaly.yaml"
 MASK = "**********"  # the same mask pydantic prints for SecretStr
 _PLACEHOLDER = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{([^}]*)\}?")
@@ -80,7 +82,7 @@ def env_overrides(env: Mapping[str, str]) -> list[Override]:
     """`OA_TSDB__BASIC_AUTH__USERNAME=x` -> Override(("tsdb", "basic_auth", "username"), "x")."""
     out = []
     for name in sorted(env):
-        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
+        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
             continue
         path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         out.append(Override(path, parse_override_value(env[name]), f"env {name}"))

@@ -187,3 +187,24 @@ def test_console_script_is_installed() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("openanomaly ")
+
+
+def test_internal_errors_exit_3_with_one_line_unless_debugging(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from openanomaly import cli
+
+    def broken() -> None:
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(cli, "app", broken)
+    monkeypatch.delenv("OA_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 3
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: kaput" in err
+    assert "OA_DEBUG=1" in err
+    monkeypatch.setenv("OA_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="kaput"):
+        cli.main()

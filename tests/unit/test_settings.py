@@ -63,6 +63,7 @@ def test_env_maps_nested_sections_and_json_values(tmp_path: Path) -> None:
         "OA_TSDB__TLS__INSECURE_SKIP_VERIFY": "true",
         "OA_PIPELINES_DIR": "/etc/oa/pipelines.d",
         "UNRELATED": "x",
+        "OA_DEBUG": "1",  # the CLI's switch, not a setting
     }
     s = load_settings(env=env, cwd=tmp_path).settings
     assert s.tsdb.basic_auth.username == "alice"

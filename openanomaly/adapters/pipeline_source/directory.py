@@ -50,7 +50,11 @@ def load_pipeline_paths(paths: list[Path], catalog_for: CatalogFor) -> PipelineS
     problems: list[Problem] = []
     for path in paths:
         if path.is_dir():
-            files = pipeline_files(path)
+            try:
+                files = pipeline_files(path)
+            except OSError as exc:
+                problems.append(Problem(str(path), 0, "", f"cannot list: {exc.strerror}"))
+                continue
             if not files:
                 problems.append(Problem(str(path), 0, "", "no *.yaml or *.yml pipeline files"))
         elif path.is_file():
