@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from openanomaly.domain.labels import LabelTuple
 from openanomaly.errors import Problem
 
 if TYPE_CHECKING:
@@ -55,9 +56,10 @@ class MetricsReader(Protocol):
 
 @dataclass(frozen=True)
 class OutputSeries:
-    """One series to write: full label set including `__name__`, samples in timestamp order."""
+    """One series to write: labels sorted by name, unique, valid, non-empty, `__name__`
+    included (build them with `domain.labels.output_labels`); samples in timestamp order."""
 
-    labels: Mapping[str, str]
+    labels: LabelTuple
     timestamps_ms: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
 
@@ -82,7 +84,7 @@ class MetricsWriter(Protocol):
         """
         ...
 
-    def mark_stale(self, series: Sequence[Mapping[str, str]], at_ms: int) -> WriteResult:
+    def mark_stale(self, series: Sequence[LabelTuple], at_ms: int) -> WriteResult:
         """Write Prometheus stale markers for output series that disappeared."""
         ...
 

@@ -23,7 +23,7 @@ CUSTOM_ENGINE_PATTERN = (
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 )
 # Labels every output series carries; a user label with these names would be ambiguous.
-RESERVED_OUTPUT_LABELS = frozenset({"pipeline", "model", "__name__"})
+RESERVED_OUTPUT_LABELS = frozenset({"pipeline", "model", "metric", "__name__"})
 
 
 class Section(BaseModel):

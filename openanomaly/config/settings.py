@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from openanomaly.config.types import Duration
 
@@ -79,6 +87,21 @@ def _check_http_url(value: str, field: str) -> str:
     return value.rstrip("/")
 
 
+class RetrySettings(StrictModel):
+    """Exponential backoff with full jitter: attempt n waits a random time up to
+    min(max_backoff, initial_backoff * 2**n); `Retry-After` from the server wins when longer."""
+
+    max_attempts: int = Field(5, ge=1, le=100, description="Tries per request, the first included")
+    initial_backoff: Duration = timedelta(milliseconds=500)
+    max_backoff: Duration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _order(self) -> RetrySettings:
+        if self.max_backoff < self.initial_backoff:
+            raise ValueError("max_backoff must be at least initial_backoff")
+        return self
+
+
 class TSDBSettings(StrictModel):
     url: str = Field(
         "http://127.0.0.1:8428",
@@ -93,6 +116,18 @@ class TSDBSettings(StrictModel):
     bearer_token_file: Path | None = None
     tls: TLS = TLS()
     timeout: Duration = timedelta(seconds=30)
+    query_delay: Duration = Field(
+        timedelta(seconds=30),
+        description="Points newer than now minus this are not scored yet (TSDB ingestion lag)",
+    )
+    max_points_per_request: int = Field(
+        10_000,
+        ge=2,
+        le=30_000,
+        description="Longer ranges are split; Prometheus refuses > 11,000 points per series",
+    )
+    read_concurrency: int = Field(4, ge=1, le=64, description="Range chunks fetched at once")
+    retry: RetrySettings = RetrySettings()
 
     @field_validator("url")
     @classmethod
@@ -133,6 +168,18 @@ class TSDBSettings(StrictModel):
     @property
     def effective_write_url(self) -> str:
         return self.write_url or f"{self.url}/api/v1/write"
+
+
+class RemoteWriteSettings(StrictModel):
+    max_samples_per_request: int = Field(10_000, ge=1, le=1_000_000)
+    concurrency: int = Field(4, ge=1, le=64, description="Requests in flight at once")
+    retry: RetrySettings = RetrySettings()
+    outbox_max_bytes: ByteSize = Field(
+        ByteSize(1 << 30), description="Undelivered batches kept on disk (e.g. 512MiB, 2GB)"
+    )
+    outbox_max_age: Duration = Field(
+        timedelta(days=7), description="Undelivered batches older than this are dropped"
+    )
 
 
 class StorageSettings(StrictModel):
@@ -199,6 +246,7 @@ class Settings(StrictModel):
     """Everything the process needs to know; validated once at start-up."""
 
     tsdb: TSDBSettings = TSDBSettings()
+    remote_write: RemoteWriteSettings = RemoteWriteSettings()
     storage: StorageSettings = StorageSettings()
     dispatcher: DispatcherSettings = DispatcherSettings()
     http: HttpSettings = HttpSettings()

@@ -1,0 +1,1 @@
+"""Metrics readers: the Prometheus HTTP query API."""

@@ -1,0 +1,1 @@
+"""Metrics writers: Prometheus remote write."""
