@@ -6,7 +6,7 @@ series appears in; samples of all series are encoded in one vectorised pass: eac
 `0x12 len 0x09 <8-byte double> 0x10 <varint timestamp>`, which for every timestamp between
 1971-02 and 2109 has a 6-byte varint, so one request is a fixed-width numpy record array.
 The result is byte-for-byte what protobuf writes, except that protobuf omits a value of exactly
-0.0 (proto3 default) where we keep it: both decode to the same message.
+0.0 and a timestamp of 0 (proto3 defaults) where we keep them: both decode to the same message.
 """
 
 from __future__ import annotations
