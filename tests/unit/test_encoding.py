@@ -63,7 +63,7 @@ def test_many_series_random_round_trip() -> None:
         ts = np.sort(rng.integers(-(2**40), 2**45, n)).astype(np.int64)
         values = rng.normal(size=n) * 10.0 ** rng.integers(-300, 300, n)
         series.append(([("__name__", "m"), ("i", str(i))], ts, values))
-    ours = encode_write_request([EncodedSeries(encode_labels(l), t, v) for l, t, v in series])
+    ours = encode_write_request([EncodedSeries(encode_labels(lab), t, v) for lab, t, v in series])
     decoded = WriteRequest()
     decoded.ParseFromString(ours)
     present = [s for s in series if len(s[1])]
