@@ -287,6 +287,7 @@ def run(*, settings_args: dict[str, Any]) -> None:
     # The scheduler, jobs and HTTP server arrive with the daemon (issue 5); until then `run`
     # stops after loading and validating, so its exit status still means something.
     log.warning("the scheduler is not part of this build yet; exiting after validation")
+    application.close(timeout=5)
 
 
 def main() -> None:

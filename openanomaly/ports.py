@@ -53,6 +53,8 @@ class MetricsReader(Protocol):
         """
         ...
 
+    def close(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class OutputSeries:

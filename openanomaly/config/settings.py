@@ -126,6 +126,11 @@ class TSDBSettings(StrictModel):
         le=30_000,
         description="Longer ranges are split; Prometheus refuses > 11,000 points per series",
     )
+    max_samples_per_request: int = Field(
+        1_000_000,
+        ge=1_000,
+        description="Longer answers are split in time so one response stays small in memory",
+    )
     read_concurrency: int = Field(4, ge=1, le=64, description="Range chunks fetched at once")
     retry: RetrySettings = RetrySettings()
 

@@ -1,13 +1,20 @@
 """Prometheus `query_range` answers -> arrays, and chunks stitched into one frame.
 
-JSON is parsed with orjson (several times faster than the standard library on these bodies);
-each series' `[[ts, "value"], ...]` becomes two numpy arrays without building Python floats
-one by one. Values are strings on the wire: "NaN", "+Inf" and "-Inf" parse as such.
+JSON is parsed with orjson; each series' `[[ts, "value"], ...]` becomes two numpy arrays.
+Values are strings on the wire: "NaN", "+Inf" and "-Inf" parse as such.
+
+A body holds millions of small lists, and CPython's cyclic garbage collector, triggered by
+every 700 container allocations, walks all of them again and again: on a 1,440-point x 1,000
+series body it takes two thirds of the parse time. None of these objects can form a cycle, so
+collection is paused while a body is parsed and resumed right after.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import gc
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +23,7 @@ import numpy.typing as npt
 import orjson
 import pandas as pd
 
+from openanomaly.adapters.metrics_reader.fastparse import parse_fast
 from openanomaly.domain.series import SeriesFrame, series_id
 from openanomaly.errors import TSDBQueryError
 
@@ -30,12 +38,56 @@ class RangeResult:
     warnings: list[str] = field(default_factory=list)
 
 
+class _GcPause:
+    """Pause cyclic GC while any thread parses; the collector is process-wide, so this state
+    is too. The last thread out turns it back on, unless it was off before the first came in."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._was_enabled = True
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._inside == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inside -= 1
+                if self._inside == 0 and self._was_enabled:
+                    gc.enable()
+
+
+gc_paused = _GcPause()
+
+
 def parse_range_body(body: bytes) -> RangeResult:
     """Parse a successful query_range body; raise TSDBQueryError on anything else."""
+    fast = parse_fast(body)
+    if fast is not None:
+        answer, stamps, values = fast
+        return _result(answer, body, lambda i, _item: (stamps[i], values[i]))
+    with gc_paused():
+        return _parse(body)
+
+
+def _parse(body: bytes) -> RangeResult:
     try:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise TSDBQueryError(f"the TSDB answered with invalid JSON: {exc}") from None
+    return _result(answer, body, lambda _i, item: samples_to_arrays(item.get("values") or []))
+
+
+Samples = Callable[[int, dict[str, Any]], tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]
+
+
+def _result(answer: Any, body: bytes, samples_of: Samples) -> RangeResult:
     if not isinstance(answer, dict) or answer.get("status") != "success":
         message = answer.get("error") if isinstance(answer, dict) else None
         raise TSDBQueryError(str(message or f"unexpected answer: {body[:200]!r}"))
@@ -45,10 +97,9 @@ def parse_range_body(body: bytes) -> RangeResult:
             f"query_range returned a {data.get('resultType')!r}, not a range vector (matrix)"
         )
     result = RangeResult(warnings=[str(w) for w in answer.get("warnings") or []])
-    for item in data.get("result") or []:
+    for index, item in enumerate(data.get("result") or []):
         labels: dict[str, str] = item.get("metric") or {}
         key = series_id(labels)
-        samples: list[list[Any]] = item.get("values") or []
         if key in result.labels:
             # Same label set twice in one answer (e.g. label_replace collapsing series):
             # Prometheus refuses with an error, others may not; we cannot tell them apart.
@@ -57,7 +108,7 @@ def parse_range_body(body: bytes) -> RangeResult:
                 "aggregate or relabel so every series is unique"
             )
         result.labels[key] = labels
-        result.timestamps[key], result.values[key] = samples_to_arrays(samples)
+        result.timestamps[key], result.values[key] = samples_of(index, item)
     return result
 
 

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -30,6 +30,7 @@ from openanomaly.errors import TSDBQueryError, TSDBUnavailable
 
 log = logging.getLogger(__name__)
 _RETRIED_STATUS = frozenset({429, 500, 502, 503, 504})
+PROBE_POINTS = 16
 
 
 class TooManySeries(TSDBQueryError):
@@ -93,16 +94,25 @@ class PrometheusReader:
         max_series: int | None = None,
     ) -> SeriesFrame:
         start_ms, end_ms, step_ms = align(start, end, step)
-        chunks = plan_chunks(start_ms, end_ms, step_ms, self.settings.max_points_per_request)
+        if end_ms < start_ms:
+            return to_frame(RangeResult())
+        limit = self.settings.max_points_per_request
+        # A short first chunk tells how many series the query returns; the rest is split so
+        # that no answer holds more than max_samples_per_request samples.
+        probe_end = min(end_ms, start_ms + (min(limit, PROBE_POINTS) - 1) * step_ms)
+        first = self._fetch(query, start_ms, probe_end, step_ms, max_series)
+        per_chunk = self.settings.max_samples_per_request // max(1, len(first.labels))
+        chunks = plan_chunks(probe_end + step_ms, end_ms, step_ms, max(1, min(limit, per_chunk)))
         if len(chunks) <= 1 or self.settings.read_concurrency == 1:
-            results = [self._fetch(query, s, e, step_ms, max_series) for s, e in chunks]
+            rest = [self._fetch(query, s, e, step_ms, max_series) for s, e in chunks]
         else:
             workers = min(self.settings.read_concurrency, len(chunks))
             with ThreadPoolExecutor(workers, thread_name_prefix="oa-read") as pool:
                 futures = [
                     pool.submit(self._fetch, query, s, e, step_ms, max_series) for s, e in chunks
                 ]
-                results = [f.result() for f in futures]
+                rest = [f.result() for f in futures]
+        results = [first, *rest]
         merged = stitch(results)
         for warning in dict.fromkeys(merged.warnings):
             log.warning("TSDB warning for query %r: %s", query, warning)
@@ -161,7 +171,3 @@ def _check_series_limit(count: int, max_series: int | None) -> None:
             f"the query returned {count} series, more than limits.max_series={max_series}; "
             "narrow the query (or raise the limit)"
         )
-
-
-def utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)

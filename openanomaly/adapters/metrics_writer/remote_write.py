@@ -137,9 +137,10 @@ class RemoteWriteWriter:
             return self._drain(first_attempt_only=False)
 
     def close(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        if len(self.outbox) and time.monotonic() < deadline:
-            self.flush_outbox()
+        """Try to deliver the outbox for up to `timeout` seconds; what is left stays on disk."""
+        if len(self.outbox):
+            with self._write_lock:
+                self._drain(first_attempt_only=False, deadline=time.monotonic() + timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self._client.close()
@@ -245,13 +246,15 @@ class RemoteWriteWriter:
         self.stats.samples_queued += batch.samples
         return batch.samples
 
-    def _drain(self, *, first_attempt_only: bool) -> bool:
+    def _drain(self, *, first_attempt_only: bool, deadline: float | None = None) -> bool:
         retries = not first_attempt_only
         while True:
             entry = self.outbox.oldest()
             if entry is None:
                 return True
-            outcome, message = self._send(entry.body, retries=retries)
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            outcome, message = self._send(entry.body, retries=retries, deadline=deadline)
             if outcome == _Outcome.SENT:
                 self.outbox.remove(entry)
                 self.stats.samples_sent += entry.samples
@@ -263,7 +266,9 @@ class RemoteWriteWriter:
             else:
                 return False
 
-    def _send(self, body: bytes, *, retries: bool) -> tuple[str, str]:
+    def _send(
+        self, body: bytes, *, retries: bool, deadline: float | None = None
+    ) -> tuple[str, str]:
         """One request with retries; returns (outcome, last error message)."""
         delays = backoff_delays(self.settings.retry) if retries else iter(())
         cap = self.settings.retry.max_backoff.total_seconds()
@@ -287,6 +292,11 @@ class RemoteWriteWriter:
                     return _Outcome.REJECTED, message
                 wait = min(retry_after_seconds(response), cap)
             delay = next(delays, None)
+            past_deadline = (
+                deadline is not None and time.monotonic() + max(delay or 0.0, wait) >= deadline
+            )
+            if past_deadline:
+                delay = None
             if delay is None:
                 self.stats.last_error = message
                 log.warning(
