@@ -11,8 +11,10 @@ import random
 import ssl
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -167,5 +169,57 @@ def server_message(response: httpx.Response, limit: int = 2000) -> str:
     return response.text[:limit].strip() or f"HTTP {response.status_code}"
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+RETRIED_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a request ended: `response` is a success or a status not worth retrying; None
+    when retries ran out, with the last failure in `message`."""
+
+    response: httpx.Response | None
+    message: str
+    attempts: int
+
+
+def post_with_retries(
+    client: httpx.Client,
+    url: str,
+    retry: RetrySettings,
+    *,
+    sleep: Callable[[float], None],
+    retries: bool = True,
+    deadline: float | None = None,
+    on_retry: Callable[[int, str], None] | None = None,
+    **request: Any,
+) -> Outcome:
+    """POST, retrying connection errors, timeouts, 429 and 5xx with full-jitter backoff;
+    `Retry-After` is honoured up to `retry.max_backoff`; no retry would end past `deadline`
+    (a `time.monotonic()` value)."""
+    delays = backoff_delays(retry) if retries else iter(())
+    cap = retry.max_backoff.total_seconds()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            response = client.post(url, **request)
+        except httpx.TransportError as exc:
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            wait = 0.0
+        else:
+            if response.status_code not in RETRIED_STATUS:
+                return Outcome(response, "", attempt)
+            message = f"HTTP {response.status_code}: {server_message(response)}"
+            wait = min(retry_after_seconds(response), cap)
+        delay = next(delays, None)
+        if (
+            delay is not None
+            and deadline is not None
+            and time.monotonic() + max(delay, wait) >= deadline
+        ):
+            delay = None  # a retry would end past the deadline
+        if delay is None:
+            return Outcome(None, message, attempt)
+        if on_retry is not None:
+            on_retry(attempt, message)
+        sleep(max(delay, wait))

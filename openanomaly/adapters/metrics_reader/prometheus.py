@@ -11,12 +11,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from openanomaly.adapters.http_client import (
-    backoff_delays,
-    build_client,
-    retry_after_seconds,
-    server_message,
-)
+from openanomaly.adapters.http_client import build_client, post_with_retries, server_message
 from openanomaly.adapters.metrics_reader.parse import (
     RangeResult,
     parse_range_body,
@@ -29,7 +24,6 @@ from openanomaly.durations import format_duration
 from openanomaly.errors import TSDBQueryError, TSDBUnavailable
 
 log = logging.getLogger(__name__)
-_RETRIED_STATUS = frozenset({429, 500, 502, 503, 504})
 PROBE_POINTS = 16
 
 
@@ -136,33 +130,28 @@ class PrometheusReader:
         return result
 
     def _post(self, form: dict[str, str]) -> bytes:
-        delays = backoff_delays(self.settings.retry)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = self._client.post(self.url, data=form)
-            except httpx.TransportError as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                wait = 0.0
-            else:
-                if response.status_code == 200:
-                    self.bytes_read += len(response.content)
-                    return response.content
-                message = server_message(response)
-                if response.status_code not in _RETRIED_STATUS:
-                    raise TSDBQueryError(
-                        f"{self.url} refused the query (HTTP {response.status_code}): {message}"
-                    )
-                reason = f"HTTP {response.status_code}: {message}"
-                wait = retry_after_seconds(response)
-            delay = next(delays, None)
-            if delay is None:
-                raise TSDBUnavailable(
-                    f"{self.url} did not answer after {attempt} attempt(s): {reason}"
-                )
-            log.info("query_range attempt %d failed (%s); retrying", attempt, reason)
-            self._sleep(max(delay, wait))
+        outcome = post_with_retries(
+            self._client,
+            self.url,
+            self.settings.retry,
+            sleep=self._sleep,
+            on_retry=lambda n, why: log.info(
+                "query_range attempt %d failed (%s); retrying", n, why
+            ),
+            data=form,
+        )
+        response = outcome.response
+        if response is None:
+            raise TSDBUnavailable(
+                f"{self.url} did not answer after {outcome.attempts} attempt(s): {outcome.message}"
+            )
+        if response.status_code != 200:
+            raise TSDBQueryError(
+                f"{self.url} refused the query (HTTP {response.status_code}): "
+                f"{server_message(response)}"
+            )
+        self.bytes_read += len(response.content)
+        return response.content
 
 
 def _check_series_limit(count: int, max_series: int | None) -> None:

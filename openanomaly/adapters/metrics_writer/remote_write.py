@@ -28,12 +28,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from openanomaly.adapters.http_client import (
-    backoff_delays,
-    build_client,
-    retry_after_seconds,
-    server_message,
-)
+from openanomaly.adapters.http_client import build_client, post_with_retries, server_message
 from openanomaly.adapters.metrics_writer.encoding import (
     EncodedSeries,
     compress,
@@ -54,7 +49,6 @@ PROTOCOL_HEADERS = {
 }
 STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 """Prometheus' staleness marker: a NaN with this exact bit pattern."""
-_RETRIED_STATUS = frozenset({429, 500, 502, 503, 504})
 _LABEL_CACHE_SIZE = 1_000_000
 
 
@@ -270,38 +264,35 @@ class RemoteWriteWriter:
         self, body: bytes, *, retries: bool, deadline: float | None = None
     ) -> tuple[str, str]:
         """One request with retries; returns (outcome, last error message)."""
-        delays = backoff_delays(self.settings.retry) if retries else iter(())
-        cap = self.settings.retry.max_backoff.total_seconds()
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats.requests += 1
-            try:
-                response = self._client.post(self.url, content=body)
-            except httpx.TransportError as exc:
-                message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                wait = 0.0
-            else:
-                if 200 <= response.status_code < 300:
-                    return _Outcome.SENT, ""
-                message = f"HTTP {response.status_code}: {server_message(response)}"
-                if response.status_code not in _RETRIED_STATUS:
-                    self.stats.rejected_batches += 1
-                    self.stats.last_error = message
-                    log.error("remote write to %s refused, not retried: %s", self.url, message)
-                    return _Outcome.REJECTED, message
-                wait = min(retry_after_seconds(response), cap)
-            delay = next(delays, None)
-            past_deadline = (
-                deadline is not None and time.monotonic() + max(delay or 0.0, wait) >= deadline
-            )
-            if past_deadline:
-                delay = None
-            if delay is None:
-                self.stats.last_error = message
-                log.warning(
-                    "remote write to %s failed after %d attempt(s): %s", self.url, attempt, message
-                )
-                return _Outcome.RETRY_EXHAUSTED, message
+
+        def retried(_attempt: int, _message: str) -> None:
             self.stats.retries += 1
-            self._sleep(max(delay, wait))
+
+        outcome = post_with_retries(
+            self._client,
+            self.url,
+            self.settings.retry,
+            sleep=self._sleep,
+            retries=retries,
+            deadline=deadline,
+            on_retry=retried,
+            content=body,
+        )
+        self.stats.requests += outcome.attempts
+        response = outcome.response
+        if response is None:
+            self.stats.last_error = outcome.message
+            log.warning(
+                "remote write to %s failed after %d attempt(s): %s",
+                self.url,
+                outcome.attempts,
+                outcome.message,
+            )
+            return _Outcome.RETRY_EXHAUSTED, outcome.message
+        if 200 <= response.status_code < 300:
+            return _Outcome.SENT, ""
+        message = f"HTTP {response.status_code}: {server_message(response)}"
+        self.stats.rejected_batches += 1
+        self.stats.last_error = message
+        log.error("remote write to %s refused, not retried: %s", self.url, message)
+        return _Outcome.REJECTED, message
