@@ -57,7 +57,10 @@ def parse_duration(text: str) -> timedelta:
             f"'{raw}' is not a duration; use a number and a unit, e.g. 30s, 5m, 1h, 7d, 1w "
             "(units: ms, s, m, h, d, w, y)"
         )
-    return timedelta(milliseconds=total_ms)
+    try:
+        return timedelta(milliseconds=total_ms)
+    except OverflowError:
+        raise DurationError(f"'{raw}' is too long a duration") from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -181,6 +181,9 @@ class PipelineList(Section):
     pipelines: list[Pipeline] = Field(min_length=1)
 
 
+MAX_SEASON_STEPS = 1_000_000  # a season longer than this is a typo, not a model
+
+
 def season_steps(value: Any, step: timedelta) -> list[int]:
     """`season_length` in steps: an int (steps), a duration ("1d"), or a list of those (MSTL).
 
@@ -196,8 +199,10 @@ def season_steps(value: Any, step: timedelta) -> list[int]:
                 f"season_length must be a whole number of steps or a duration, got {item!r}"
             )
         if isinstance(item, int):
-            if item < 1:
-                raise ValueError(f"season_length must be at least 1, got {item}")
+            if not 1 <= item <= MAX_SEASON_STEPS:
+                raise ValueError(
+                    f"season_length must be between 1 and {MAX_SEASON_STEPS:,} steps, got {item}"
+                )
             out.append(item)
             continue
         try:
@@ -208,5 +213,7 @@ def season_steps(value: Any, step: timedelta) -> list[int]:
             raise ValueError(
                 f"season_length {item} is not a whole number of steps ({format_duration(step)})"
             )
+        if period // step > MAX_SEASON_STEPS:
+            raise ValueError(f"season_length {item} is more than {MAX_SEASON_STEPS:,} steps")
         out.append(period // step)
     return out

@@ -32,8 +32,8 @@ def cross_check(pipeline: Pipeline, catalog_for: Callable[[str], ModelCatalog]) 
     try:
         seasons = season_steps(pipeline.model.params.get("season_length"), step)
     except ValueError as exc:
-        issues.append((SEASON, str(exc), SEASON))
-        seasons = []
+        # The catalog would only repeat this problem in other words.
+        return [*issues, (SEASON, str(exc), SEASON)]
     if seasons:
         longest = max(seasons)
         need_fit = step * longest * MIN_SEASONS_TO_FIT

@@ -55,6 +55,10 @@ def _reason(error: Any, model: type[BaseModel], loc: Loc) -> str:
         return f"unknown key '{key}' ({hint})"
     if kind == "missing":
         return "required key is missing"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping (indented key: value lines), got {_shown(value)}"
+    if kind == "list_type":
+        return f"expected a list, got {_shown(value)}"
     if kind in ("value_error", "assertion_error"):
         return str(message).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if isinstance(value, bool) and kind in ("string_type", "literal_error"):
@@ -92,3 +96,8 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
             if found is not None:
                 return found
     return None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

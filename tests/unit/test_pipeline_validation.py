@@ -201,6 +201,29 @@ CASES = [
         "p.yaml:4: step: a file with 'pipelines:' holds nothing else",
     ),
     ("name: p\nquery: up\n---\nname: q\n", "several YAML documents"),
+    (
+        MINIMAL + "train: 5\n",
+        "p.yaml:3: train: expected a mapping (indented key: value lines), got 5",
+    ),
+    (
+        MINIMAL + "model:\n  params: [1]\n",
+        "p.yaml:4: model.params: expected a mapping (indented key: value lines), got [1]",
+    ),
+    ("name: 123\nquery: up\n", "p.yaml:1: name: Input should be a valid string"),
+    ("pipelines:\n  - 5\n", "p.yaml:2: pipelines[0]: expected a mapping"),
+    (
+        MINIMAL + "step: 99999999999999999d\n",
+        "p.yaml:3: step: '99999999999999999d' is too long a duration",
+    ),
+    (
+        MINIMAL + "model: {name: MSTL, params: {season_length: 99999999999999999999}}\n",
+        "season_length must be between 1 and 1,000,000 steps, got 99999999999999999999",
+    ),
+    (
+        MINIMAL + "step: 1s\nmodel: {name: MSTL, params: {season_length: 1y}}\n",
+        "season_length 1y is more than 1,000,000 steps",
+    ),
+    ("name: p\n\tquery: up\n", "p.yaml:2: invalid YAML: found character '\\t'"),
 ]
 
 
@@ -283,6 +306,16 @@ def test_directory_problems(tmp_path: Path, setup: object, expected: str) -> Non
     setup(tmp_path)  # type: ignore[operator]
     result = load_pipeline_paths([tmp_path], model_catalog)
     assert any(expected in str(p) for p in result.problems)
+
+
+def test_a_directory_named_like_a_pipeline_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(MINIMAL)
+    (tmp_path / "b.yaml").mkdir()
+    result = load_pipeline_paths([tmp_path], model_catalog)
+    assert [p.pipeline.name for p in result.pipelines] == ["p"]
+    assert [p.reason for p in result.problems] == [
+        "a directory named like a pipeline file; not read"
+    ]
 
 
 def test_missing_path_is_reported(tmp_path: Path) -> None:

@@ -55,6 +55,11 @@ def load_pipeline_paths(paths: list[Path], catalog_for: CatalogFor) -> PipelineS
             except OSError as exc:
                 problems.append(Problem(str(path), 0, "", f"cannot list: {exc.strerror}"))
                 continue
+            problems += [
+                Problem(str(p), 0, "", "a directory named like a pipeline file; not read")
+                for p in sorted(path.glob("*.y*ml"))
+                if p.suffix in SUFFIXES and p.is_dir()
+            ]
             if not files:
                 problems.append(Problem(str(path), 0, "", "no *.yaml or *.yml pipeline files"))
         elif path.is_file():
