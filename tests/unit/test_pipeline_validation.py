@@ -105,7 +105,7 @@ CASES = [
     ),
     (
         MINIMAL + "model: {name: MSTL, params: {season_length: 0}}\n",
-        "season_length must be at least 1",
+        "season_length must be between 1 and 1,000,000 steps, got 0",
     ),
     (
         MINIMAL + "model: {name: MSTL, params: {season_length: 1.5}}\n",
