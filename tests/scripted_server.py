@@ -3,6 +3,7 @@ behave on errors, slowness and auth (not how a TSDB behaves: that is tested agai
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     form: dict[str, list[str]]
+    client_cert_subject: str | None = None  # common name of a TLS client certificate
 
 
 @dataclass
@@ -37,7 +39,7 @@ class ScriptedServer:
 
 
 @contextmanager
-def scripted_server() -> Iterator[ScriptedServer]:
+def scripted_server(tls: ssl.SSLContext | None = None) -> Iterator[ScriptedServer]:
     state = ScriptedServer()
 
     class Handler(BaseHTTPRequestHandler):
@@ -49,6 +51,7 @@ def scripted_server() -> Iterator[ScriptedServer]:
                         self.path,
                         {k.lower(): v for k, v in self.headers.items()},
                         parse_qs(raw.decode(errors="replace")),
+                        _client_cn(self),
                     )
                 )
                 reply = state.script.pop(0) if state.script else state.default
@@ -67,20 +70,36 @@ def scripted_server() -> Iterator[ScriptedServer]:
         def log_message(self, *args: object) -> None:
             pass
 
-    with serve(Handler) as url:
+    with serve(Handler, tls) as url:
         state.url = url
         yield state
 
 
+def _client_cn(handler: BaseHTTPRequestHandler) -> str | None:
+    getpeercert = getattr(handler.connection, "getpeercert", None)
+    cert = getpeercert() if getpeercert is not None else None
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
 @contextmanager
-def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+def serve(
+    handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
     """Run `handler` on a free loopback port in a background thread; yields the base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    scheme = "http"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

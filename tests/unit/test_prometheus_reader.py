@@ -14,7 +14,7 @@ import pytest
 from openanomaly.adapters.metrics_reader.parse import parse_range_body
 from openanomaly.adapters.metrics_reader.prometheus import PrometheusReader, align, plan_chunks
 from openanomaly.config.settings import TSDBSettings
-from openanomaly.errors import TSDBQueryError, TSDBUnavailable
+from openanomaly.errors import OpenAnomalyError, TSDBQueryError, TSDBUnavailable
 from tests.scripted_server import Reply, ScriptedServer, scripted_server
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -211,3 +211,58 @@ def test_bearer_token_file_is_reread_when_it_changes(
         "Bearer first",
         "Bearer second-token",
     ]
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[ScriptedServer, Path, Path, Path]]:
+    """The scripted server behind TLS with a test CA (trustme); yields the server, the CA file
+    and a client certificate and key signed by the same CA."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    client_cert = ca.issue_cert("openanomaly-client", common_name="openanomaly-client")
+    ca_file, cert_file, key_file = (
+        tmp_path / "ca.pem",
+        tmp_path / "client.pem",
+        tmp_path / "client.key",
+    )
+    ca.cert_pem.write_to_path(str(ca_file))
+    client_cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    client_cert.private_key_pem.write_to_path(str(key_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(context)
+    ca.configure_trust(context)
+    context.verify_mode = ssl.CERT_OPTIONAL  # so a test can see whether a client cert came
+    with scripted_server(tls=context) as server:
+        server.default = Reply(body=matrix())
+        yield server, ca_file, cert_file, key_file
+
+
+def test_tls_with_a_custom_ca_and_client_certificate(
+    tls_server: tuple[ScriptedServer, Path, Path, Path],
+) -> None:
+    server, ca_file, cert_file, key_file = tls_server
+    tls = {"ca_file": str(ca_file), "cert_file": str(cert_file), "key_file": str(key_file)}
+    reader(server, tls=tls).query_range("q", T0, T0, timedelta(minutes=1))
+    assert server.seen[0].client_cert_subject == "openanomaly-client"
+
+
+def test_tls_refuses_an_unknown_ca_unless_told_to_skip(
+    tls_server: tuple[ScriptedServer, Path, Path, Path],
+) -> None:
+    server, *_ = tls_server
+    with pytest.raises(TSDBUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        reader(server, retry={"max_attempts": 1}).query_range("q", T0, T0, timedelta(minutes=1))
+    reader(server, tls={"insecure_skip_verify": True}).query_range(
+        "q", T0, T0, timedelta(minutes=1)
+    )
+    assert server.seen[-1].client_cert_subject is None
+
+
+def test_missing_ca_file_is_a_clear_error(tmp_path: Path) -> None:
+    settings = TSDBSettings.model_validate({"tls": {"ca_file": str(tmp_path / "nope.pem")}})
+    with pytest.raises(OpenAnomalyError, match=r"tsdb\.tls: cannot load certificates"):
+        PrometheusReader(settings)
