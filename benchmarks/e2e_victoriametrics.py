@@ -50,6 +50,10 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1_440)
     parser.add_argument("--write-points", type=int, default=60)
     parser.add_argument(
+        "--max-samples", type=int, default=1_000_000, help="tsdb.max_samples_per_request"
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="tsdb.read_concurrency")
+    parser.add_argument(
         "--seed-only", nargs=3, metavar=("URL", "END_MS", "OUTBOX"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -81,7 +85,12 @@ def main() -> None:
         print(
             f"seeded {args.series:,} x {args.points:,} points in {time.perf_counter() - started:.1f} s"
         )
-        settings = TSDBSettings(url=vm.url, timeout=timedelta(minutes=5))
+        settings = TSDBSettings(
+            url=vm.url,
+            timeout=timedelta(minutes=5),
+            max_samples_per_request=args.max_samples,
+            read_concurrency=args.concurrency,
+        )
         reader = PrometheusReader(settings)
         rss_before = peak_rss_mib()
         started = time.perf_counter()

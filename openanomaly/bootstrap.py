@@ -9,24 +9,11 @@ from dataclasses import dataclass
 
 from openanomaly.adapters.metrics_reader.prometheus import PrometheusReader
 from openanomaly.adapters.metrics_writer.remote_write import RemoteWriteWriter
-from openanomaly.adapters.model_engine.custom import CustomEngineCatalog
-from openanomaly.adapters.model_engine.mlforecast import MLForecastCatalog
-from openanomaly.adapters.model_engine.neuralforecast import NeuralForecastCatalog
-from openanomaly.adapters.model_engine.statsforecast import StatsForecastCatalog
+from openanomaly.adapters.model_engine.catalogs import model_catalog
 from openanomaly.adapters.pipeline_source.directory import DirectoryPipelineSource
 from openanomaly.config.settings import Settings
-from openanomaly.ports import MetricsReader, MetricsWriter, ModelCatalog, PipelineSource
-
-
-def model_catalog(engine: str) -> ModelCatalog:
-    """The catalog of a pipeline's `model.engine` (built-in name or `package.module:Class`)."""
-    builtins: dict[str, type[ModelCatalog]] = {
-        "statsforecast": StatsForecastCatalog,
-        "mlforecast": MLForecastCatalog,
-        "neuralforecast": NeuralForecastCatalog,
-    }
-    factory = builtins.get(engine)
-    return factory() if factory is not None else CustomEngineCatalog(engine)
+from openanomaly.errors import ConfigError, Problem
+from openanomaly.ports import MetricsReader, MetricsWriter, PipelineSource
 
 
 @dataclass(frozen=True)
@@ -46,6 +33,11 @@ class App:
 
 def build(settings: Settings) -> App:
     """Wire the adapters. Creates the data directory; opens no connection."""
+    try:
+        settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = f"cannot create {settings.storage.data_dir}: {exc.strerror}"
+        raise ConfigError([Problem("storage.data_dir", 0, "", reason)]) from None
     return App(
         settings=settings,
         pipelines=DirectoryPipelineSource(settings.pipelines_dir, model_catalog),

@@ -182,8 +182,8 @@ def validate(
     settings_args: dict[str, Any],
 ) -> None:
     """Check settings and pipeline files; print each problem as file:line: field: reason."""
+    from openanomaly.adapters.model_engine.catalogs import model_catalog
     from openanomaly.adapters.pipeline_source.directory import load_pipeline_paths
-    from openanomaly.bootstrap import model_catalog
 
     problems: list[Problem] = []
     pipelines_dir: Path | None = None
@@ -192,6 +192,8 @@ def validate(
         pipelines_dir = loaded.settings.pipelines_dir
     except ConfigError as exc:
         problems += exc.problems
+        # Still check the pipelines: where the flag says, else the default directory.
+        pipelines_dir = Path(settings_args.get("pipelines_dir") or "pipelines.d")
     targets = list(paths or ([pipelines_dir] if pipelines_dir is not None else []))
     result = load_pipeline_paths(targets, model_catalog) if targets else None
     if result is not None:
@@ -229,8 +231,12 @@ def schema(
     text = json.dumps(pipeline_file_schema(), indent=2) + "\n"
     if output is None:
         typer.echo(text, nl=False)
-    else:
+        return
+    try:
         output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        reason = f"cannot write: {exc.strerror}"
+        raise ConfigError([Problem(f"--output {output}", 0, "", reason)]) from None
 
 
 @config_app.command("show")
@@ -277,6 +283,10 @@ def run(*, settings_args: dict[str, Any]) -> None:
 
     loaded = load(settings_args)
     configure_logging(loaded.settings.log)
+    if not loaded.settings.pipelines_dir.is_dir():
+        raise ConfigError(
+            [Problem("pipelines_dir", 0, "", f"{loaded.settings.pipelines_dir} is not a directory")]
+        )
     application = build(loaded.settings)
     log.info("openanomaly %s starting; settings file: %s", __version__, loaded.config_file)
     result = application.pipelines.load()
@@ -301,7 +311,7 @@ def main() -> None:
             typer.echo(f"openanomaly: {exc}", err=True)
         sys.exit(1)
     except Exception as exc:
-        if os.environ.get(ENV_DEBUG):
+        if os.environ.get(ENV_DEBUG, "").lower() not in ("", "0", "false", "no"):
             raise
         typer.echo(
             f"openanomaly: internal error: {type(exc).__name__}: {exc} "

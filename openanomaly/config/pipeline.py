@@ -166,6 +166,8 @@ class Pipeline(Section):
     def _step(cls, value: timedelta) -> timedelta:
         if value < timedelta(seconds=1):
             raise ValueError("step must be at least 1s")
+        if value > timedelta(weeks=1):
+            raise ValueError("step must be at most 1w")
         return value
 
     def config_hash(self) -> str:

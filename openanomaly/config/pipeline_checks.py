@@ -36,27 +36,28 @@ def cross_check(pipeline: Pipeline, catalog_for: Callable[[str], ModelCatalog]) 
         return [*issues, (SEASON, str(exc), SEASON)]
     if seasons:
         longest = max(seasons)
-        need_fit = step * longest * MIN_SEASONS_TO_FIT
-        if pipeline.train.window < need_fit:
+        # Whole milliseconds: a long step times a long season overflows timedelta.
+        need_fit = _ms(step) * longest * MIN_SEASONS_TO_FIT
+        if _ms(pipeline.train.window) < need_fit:
             issues.append(
                 (
                     ("train", "window"),
                     (
                         f"{_d(pipeline.train.window)} is shorter than {MIN_SEASONS_TO_FIT} "
                         f"seasons of season_length {longest} at step {_d(step)}; "
-                        f"needs at least {_d(need_fit)}"
+                        f"needs at least {_d_ms(need_fit)}"
                     ),
                     SEASON,
                 )
             )
-        need_context = step * longest
-        if pipeline.infer.context < need_context:
+        need_context = _ms(step) * longest
+        if _ms(pipeline.infer.context) < need_context:
             issues.append(
                 (
                     ("infer", "context"),
                     (
                         f"{_d(pipeline.infer.context)} is shorter than one season "
-                        f"(season_length {longest} at step {_d(step)} = {_d(need_context)})"
+                        f"(season_length {longest} at step {_d(step)} = {_d_ms(need_context)})"
                     ),
                     SEASON,
                 )
@@ -76,3 +77,14 @@ def cross_check(pipeline: Pipeline, catalog_for: Callable[[str], ModelCatalog]) 
 
 def _d(value: timedelta) -> str:
     return format_duration(value)
+
+
+def _ms(value: timedelta) -> int:
+    return round(value.total_seconds() * 1000)
+
+
+def _d_ms(ms: int) -> str:
+    return format_duration(timedelta(milliseconds=ms)) if ms < _MAX_MS else f"{ms // 86_400_000:,}d"
+
+
+_MAX_MS = 999_999_999 * 86_400_000

@@ -222,7 +222,7 @@ class HttpSettings(StrictModel):
     @classmethod
     def _listen(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ValueError(f"listen must be host:port (e.g. 127.0.0.1:8495), got {value!r}")
         if not host:
             raise ValueError("listen needs a host; use 0.0.0.0:PORT to listen on every address")

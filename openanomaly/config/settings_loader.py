@@ -105,14 +105,21 @@ def load_settings(
     secret_paths: set[tuple[str, ...]] = set()
     if path is not None and not problems:
         data, origins, secret_paths, problems = _read_config_file(path, env)
+    secret_values = set()
     for override in [*env_overrides(env), *overrides]:
         problem = _apply(data, override)
         if problem:
             problems.append(problem)
         origins[override.path] = (override.origin, 0)
         secret_paths.discard(override.path)
+        if override.path and _SENSITIVE_HEADER.search(override.path[-1]):
+            secret_values.add(str(override.value))
+    for secret_path in secret_paths:
+        value = _get(data, secret_path)
+        if isinstance(value, str):
+            secret_values.add(value)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_redacted(problems, secret_values))
     where = str(path) if path is not None else "settings"
 
     def locate(loc: Loc) -> tuple[str, int]:
@@ -124,7 +131,8 @@ def load_settings(
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems_from_validation(exc, Settings, locate)) from None
+        found = problems_from_validation(exc, Settings, locate)
+        raise ConfigError(_redacted(found, secret_values)) from None
     return LoadedSettings(settings, path, frozenset(secret_paths))
 
 
@@ -139,6 +147,8 @@ def _find_config_file(
         default = cwd / DEFAULT_CONFIG_NAME
         return (default if default.is_file() else None), []
     candidate = candidate if candidate.is_absolute() else cwd / candidate
+    if candidate.is_dir():
+        return None, [Problem(origin, 0, "", f"{candidate} is a directory, not a settings file")]
     if not candidate.is_file():
         return None, [Problem(origin, 0, "", f"settings file {candidate} does not exist")]
     return candidate, []
@@ -269,3 +279,27 @@ def _mask_url_passwords(value: Any) -> Any:
             netloc += f":{parts.port}" if parts.port else ""
             return urlunsplit(parts._replace(netloc=netloc))
     return value
+
+
+_URL_PASSWORD = re.compile(r"(\w+://[^/:@\s]+:)[^@\s]+@")
+
+
+def _redacted(problems: list[Problem], secrets: set[str]) -> list[Problem]:
+    """Problems are printed and logged: no secret value may appear in them."""
+    out = []
+    for problem in problems:
+        reason = problem.reason
+        for secret in sorted(secrets, key=len, reverse=True):
+            if len(secret) >= 3:
+                reason = reason.replace(secret, MASK)
+        reason = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", reason)
+        out.append(Problem(problem.where, problem.line, problem.field, reason))
+    return out
+
+
+def _get(data: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data

@@ -43,12 +43,26 @@ class YamlSyntaxError(ValueError):
         super().__init__(f"line {line}: {reason}")
 
 
+MAX_NODES = 100_000
+"""Values a document may expand to through aliases: enough for any real configuration, and a
+wall against alias bombs ("billion laughs") and self-referencing anchors."""
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def parse_yaml(text: str) -> YamlDocument:
     """Parse one YAML document; raise YamlSyntaxError with a line and a readable reason."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        document = YamlDocument(data=None)
+        if node is not None:
+            # Walk before constructing: construction rewrites merge keys (`<<`) in place, and
+            # the walk must see the document as written.
+            _walk(node, (), document, [0])
+            document.data = loader.construct_document(node)
     except yaml.composer.ComposerError as exc:
         if "expected a single document" in str(exc):
             raise YamlSyntaxError(
@@ -57,15 +71,21 @@ def parse_yaml(text: str) -> YamlDocument:
         raise YamlSyntaxError(_line(exc), _reason(exc)) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(_line(exc), _reason(exc)) from None
+    except (_TooLarge, RecursionError):
+        raise YamlSyntaxError(
+            1,
+            f"the document expands to more than {MAX_NODES:,} values through aliases "
+            "(an anchor referenced inside itself, or aliases nested too deep)",
+        ) from None
     finally:
         loader.dispose()
-    document = YamlDocument(data=data)
-    if node is not None:
-        _walk(node, (), document)
     return document
 
 
-def _walk(node: yaml.Node, path: Path, document: YamlDocument) -> None:
+def _walk(node: yaml.Node, path: Path, document: YamlDocument, count: list[int]) -> None:
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise _TooLarge
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -80,12 +100,12 @@ def _walk(node: yaml.Node, path: Path, document: YamlDocument) -> None:
                 document.duplicates.append((child, key_node.start_mark.line + 1))
             seen.add(key)
             document.lines.setdefault(child, key_node.start_mark.line + 1)
-            _walk(value_node, child, document)
+            _walk(value_node, child, document, count)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             child = (*path, index)
             document.lines[child] = item.start_mark.line + 1
-            _walk(item, child, document)
+            _walk(item, child, document, count)
 
 
 def _line(exc: yaml.YAMLError) -> int:

@@ -208,3 +208,28 @@ def test_internal_errors_exit_3_with_one_line_unless_debugging(
     monkeypatch.setenv("OA_DEBUG", "1")
     with pytest.raises(RuntimeError, match="kaput"):
         cli.main()
+
+
+def test_schema_to_an_unwritable_place_is_a_user_error(project: Path) -> None:
+    result = oa("schema", "-o", str(project / "missing-dir" / "s.json"), cwd=project)
+    assert result.returncode == 1
+    assert "cannot write: No such file or directory" in result.stdout
+
+
+def test_run_with_an_unusable_data_dir_or_no_pipelines_dir(project: Path) -> None:
+    (project / "afile").write_text("")
+    result = oa("run", "--data-dir", "afile/sub", cwd=project)
+    assert result.returncode == 1
+    assert "storage.data_dir: cannot create afile/sub" in result.stdout
+    result = oa("run", "--pipelines-dir", "nowhere", cwd=project)
+    assert result.returncode == 1
+    assert "pipelines_dir: nowhere is not a directory" in result.stdout
+
+
+def test_validate_still_checks_pipelines_when_settings_are_bad(project: Path) -> None:
+    (project / "openanomaly.yaml").write_text("log: {level: loud}\n")
+    (project / "pipelines.d" / "bad.yaml").write_text("name: bad\nquery: up\nstep: x\n")
+    result = oa("validate", cwd=project)
+    assert result.returncode == 1
+    assert "log.level" in result.stdout
+    assert "pipelines.d/bad.yaml:3: step:" in result.stdout

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from openanomaly.adapters.model_engine.catalogs import model_catalog
 from openanomaly.adapters.pipeline_source.directory import (
     DirectoryPipelineSource,
     load_pipeline_paths,
 )
-from openanomaly.bootstrap import model_catalog
 from openanomaly.config.pipeline_loader import parse_pipeline_text
 from openanomaly.config.schema import pipeline_file_schema
 
@@ -201,6 +201,15 @@ CASES = [
         "p.yaml:4: step: a file with 'pipelines:' holds nothing else",
     ),
     ("name: p\nquery: up\n---\nname: q\n", "several YAML documents"),
+    (MINIMAL + "step: 2w\n", "p.yaml:3: step: step must be at most 1w"),
+    (
+        MINIMAL + "step: 1w\nmodel: {name: MSTL, params: {season_length: 1000000}}\n",
+        "shorter than 2 seasons of season_length 1000000 at step 1w",
+    ),
+    (
+        "name: r\nquery: up\nmodel:\n  params: &a\n    x: *a\n",
+        "p.yaml:1: the document expands to more than 100,000 values",
+    ),
     (
         MINIMAL + "train: 5\n",
         "p.yaml:3: train: expected a mapping (indented key: value lines), got 5",
@@ -306,6 +315,37 @@ def test_directory_problems(tmp_path: Path, setup: object, expected: str) -> Non
     setup(tmp_path)  # type: ignore[operator]
     result = load_pipeline_paths([tmp_path], model_catalog)
     assert any(expected in str(p) for p in result.problems)
+
+
+def test_alias_bombs_are_refused_quickly() -> None:
+    lines = ["name: bomb", "query: up", "model:", "  params:", "    a0: &a0 [x,x,x,x,x,x,x,x,x]"]
+    lines += [f"    a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    names, problems = check("\n".join(lines) + "\n")
+    assert names == []
+    assert problems == [
+        "p.yaml:1: the document expands to more than 100,000 values through aliases "
+        "(an anchor referenced inside itself, or aliases nested too deep)"
+    ]
+
+
+def test_merge_keys_may_override_anchored_values() -> None:
+    text = "pipelines:\n  - &base {name: a, query: up, step: 5m}\n  - <<: *base\n    name: b\n"
+    loaded, problems = parse_pipeline_text(text, "p.yaml", model_catalog)
+    assert problems == []
+    assert [(p.pipeline.name, p.pipeline.step) for p in loaded] == [
+        ("a", timedelta(minutes=5)),
+        ("b", timedelta(minutes=5)),
+    ]
+
+
+def test_broken_links_and_upper_case_suffixes(tmp_path: Path) -> None:
+    (tmp_path / "UP.YAML").write_text("name: up\nquery: up\n")
+    (tmp_path / "broken.yaml").symlink_to(tmp_path / "missing.yaml")
+    result = load_pipeline_paths([tmp_path, tmp_path / "UP.YAML"], model_catalog)
+    assert [p.pipeline.name for p in result.pipelines] == ["up"]  # read once, named twice
+    assert [(Path(p.where).name, p.reason) for p in result.problems] == [
+        ("broken.yaml", "broken symbolic link")
+    ]
 
 
 def test_a_directory_named_like_a_pipeline_file_is_reported(tmp_path: Path) -> None:

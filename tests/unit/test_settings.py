@@ -277,3 +277,28 @@ def test_commented_example_settings_file_shows_the_defaults(tmp_path: Path) -> N
         update={"pipelines_dir": defaults.pipelines_dir, "storage": storage}
     )
     assert rebased == defaults
+
+
+def test_secrets_never_appear_in_error_messages(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "oa.yaml", 'tsdb: {write_url: "${TOK}"}\ndispatcher: {kind: "${TOK}"}\n'
+    )
+    env = {"TOK": "s3cr3t-token", "OA_TSDB__URL": "ftp://user:hunter2@tsdb"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, env=env, cwd=tmp_path)
+    text = "\n".join(problems(caught))
+    assert len(caught.value.problems) == 3
+    assert "s3cr3t-token" not in text
+    assert "hunter2" not in text
+    assert f"ftp://user:{MASK}@tsdb" in text
+
+
+@pytest.mark.parametrize("listen", ["h:\u0663", "127.0.0.1:99999", "127.0.0.1:"])
+def test_listen_needs_an_ascii_port(tmp_path: Path, listen: str) -> None:
+    with pytest.raises(ConfigError, match="listen must be host:port"):
+        load_settings(env={"OA_HTTP__LISTEN": listen}, cwd=tmp_path)
+
+
+def test_config_that_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory, not a settings file"):
+        load_settings(tmp_path, env={}, cwd=tmp_path)

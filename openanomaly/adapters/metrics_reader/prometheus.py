@@ -108,6 +108,7 @@ class PrometheusReader:
                 rest = [f.result() for f in futures]
         results = [first, *rest]
         merged = stitch(results)
+        del results, first, rest  # let the chunks go before the frame is built
         for warning in dict.fromkeys(merged.warnings):
             log.warning("TSDB warning for query %r: %s", query, warning)
         _check_series_limit(len(merged.labels), max_series)

@@ -15,11 +15,14 @@ SUFFIXES = (".yaml", ".yml")
 
 
 def pipeline_files(directory: Path) -> list[Path]:
-    """Pipeline files in name order. Hidden files (editor swap/temp files) are not pipelines."""
+    """Pipeline files in name order (*.yaml, *.yml, any case). Hidden files (editor swap and
+    temp files) are not pipelines. Broken links are included, so they get reported."""
     return sorted(
         p
         for p in directory.iterdir()
-        if p.suffix in SUFFIXES and not p.name.startswith(".") and p.is_file()
+        if p.suffix.lower() in SUFFIXES
+        and not p.name.startswith(".")
+        and (p.is_file() or (p.is_symlink() and not p.exists()))
     )
 
 
@@ -48,6 +51,7 @@ def load_pipeline_paths(paths: list[Path], catalog_for: CatalogFor) -> PipelineS
     across all of them."""
     loaded: list[LoadedPipeline] = []
     problems: list[Problem] = []
+    read: set[Path] = set()
     for path in paths:
         if path.is_dir():
             try:
@@ -57,8 +61,8 @@ def load_pipeline_paths(paths: list[Path], catalog_for: CatalogFor) -> PipelineS
                 continue
             problems += [
                 Problem(str(p), 0, "", "a directory named like a pipeline file; not read")
-                for p in sorted(path.glob("*.y*ml"))
-                if p.suffix in SUFFIXES and p.is_dir()
+                for p in sorted(path.iterdir())
+                if p.suffix.lower() in SUFFIXES and p.is_dir()
             ]
             if not files:
                 problems.append(Problem(str(path), 0, "", "no *.yaml or *.yml pipeline files"))
@@ -68,6 +72,12 @@ def load_pipeline_paths(paths: list[Path], catalog_for: CatalogFor) -> PipelineS
             problems.append(Problem(str(path), 0, "", "no such file or directory"))
             continue
         for file in files:
+            if file.resolve() in read:
+                continue  # the same file named twice (a directory and a file in it)
+            read.add(file.resolve())
+            if file.is_symlink() and not file.exists():
+                problems.append(Problem(str(file), 0, "", "broken symbolic link"))
+                continue
             try:
                 text = file.read_text(encoding="utf-8")
             except OSError as exc:
