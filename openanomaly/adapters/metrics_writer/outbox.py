@@ -141,10 +141,7 @@ class Outbox:
 
     def drop(self, entry: OutboxEntry, reason: str) -> None:
         """Remove a batch that will never be delivered, counting its samples as dropped."""
-        self.remove(entry)
-        self.stats.dropped_batches += 1
-        self.stats.dropped_samples += entry.samples
-        log.error("outbox: dropped batch %d (%d samples): %s", entry.seq, entry.samples, reason)
+        self._discard(entry.seq, entry.samples, reason)
 
     def enforce_bounds(self) -> None:
         """Drop the oldest batches while the outbox is over its age or size bound."""
@@ -163,13 +160,16 @@ class Outbox:
                 reason = f"outbox over outbox_max_bytes ({self.max_bytes} bytes)"
             else:
                 return
-            with self._lock:
-                self._path(seq).unlink(missing_ok=True)
-                self._meta.pop(seq, None)
-                self._refresh_stats()
-            self.stats.dropped_batches += 1
-            self.stats.dropped_samples += meta.samples
-            log.error("outbox: dropped batch %d (%d samples): %s", seq, meta.samples, reason)
+            self._discard(seq, meta.samples, reason)
+
+    def _discard(self, seq: int, samples: int, reason: str) -> None:
+        with self._lock:
+            self._path(seq).unlink(missing_ok=True)
+            self._meta.pop(seq, None)
+            self._refresh_stats()
+        self.stats.dropped_batches += 1
+        self.stats.dropped_samples += samples
+        log.error("outbox: dropped batch %d (%d samples): %s", seq, samples, reason)
 
     def _set_aside(self, seq: int) -> None:
         corrupt = self.directory / "corrupt"
