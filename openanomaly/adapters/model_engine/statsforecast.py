@@ -153,33 +153,42 @@ class StatsForecastEngine(StatsForecastCatalog):
         import numpy as np
         import pandas as pd
 
-        wanted = pd.DatetimeIndex(pd.to_datetime(list(at), utc=True))
-        rows: list[pd.DataFrame] = []
+        data = context.data
+        ds = pd.to_datetime(data["ds"], utc=True).to_numpy(dtype="datetime64[ns]")
+        wanted = pd.to_datetime(list(at), utc=True).to_numpy(dtype="datetime64[ns]")
+        take_all = np.isin(ds, wanted)
+        ids = data["unique_id"].to_numpy()
+        y_all = data["y"].to_numpy(dtype=np.float64)
+        # Series are contiguous runs in the frame (it is sorted by unique_id, then ds).
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        ends = np.r_[starts[1:], len(ids)]
         z = NormalDist().inv_cdf(0.5 + level / 200)
-        for uid, group in context.data.groupby("unique_id", sort=True):
-            fitted = model.models.get(str(uid))
-            if fitted is None:
+        out_ids, out_ds, out_yhat, out_half = [], [], [], []
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            take = take_all[start:end]
+            uid = str(ids[start])
+            fitted = model.models.get(uid)
+            if fitted is None or not take.any():
                 continue
-            take = group["ds"].isin(wanted).to_numpy()
-            if not take.any():
-                continue
-            result = fitted.forward(y=group["y"].to_numpy(dtype=np.float64), h=1, fitted=True)
+            result = fitted.forward(y=y_all[start:end], h=1, fitted=True)
             yhat = np.asarray(result["fitted"])[take]
-            half_width = z * model.sigma[str(uid)]
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "unique_id": uid,
-                        "ds": group["ds"].to_numpy()[take],
-                        "yhat": yhat,
-                        "yhat_lower": yhat - half_width,
-                        "yhat_upper": yhat + half_width,
-                    }
-                )
-            )
-        if not rows:
+            out_ids.append(np.full(len(yhat), uid, dtype=object))
+            out_ds.append(ds[start:end][take])
+            out_yhat.append(yhat)
+            out_half.append(np.full(len(yhat), z * model.sigma[uid]))
+        if not out_ids:
             return pd.DataFrame(columns=["unique_id", "ds", "yhat", "yhat_lower", "yhat_upper"])
-        return pd.concat(rows, ignore_index=True)
+        yhat = np.concatenate(out_yhat)
+        half = np.concatenate(out_half)
+        return pd.DataFrame(
+            {
+                "unique_id": np.concatenate(out_ids),
+                "ds": pd.to_datetime(np.concatenate(out_ds), utc=True),
+                "yhat": yhat,
+                "yhat_lower": yhat - half,
+                "yhat_upper": yhat + half,
+            }
+        )
 
     def dumps(self, model: FittedSeries) -> bytes:
         payload = {"format": ARTIFACT_FORMAT, "engine": self.engine, "fitted": model}
