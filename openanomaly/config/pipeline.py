@@ -96,6 +96,11 @@ class ModelSpec(Section):
     level: float = Field(
         99.0, gt=0, lt=100, description="Prediction-interval level (%) of the band"
     )
+    cold_start: Literal["fit", "skip"] = Field(
+        "fit",
+        description="Series that appear after training: fit on their context on the fly "
+        "(until the next train), or leave them unscored until then",
+    )
 
     @field_validator("engine")
     @classmethod

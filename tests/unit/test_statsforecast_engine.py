@@ -159,3 +159,34 @@ def test_detection_sanity_noise_and_an_8_sigma_spike() -> None:
     assert score[spike.to_numpy()][0] > 1
     rate = float((score[~spike.to_numpy()] > 1).mean())
     assert 0.002 <= rate <= 0.03, rate
+
+
+@pytest.mark.parametrize("policy", ["fit", "skip"])
+def test_cold_start_for_series_that_appear_after_training(policy: str) -> None:
+    engine = StatsForecastEngine()
+    data = synthetic(3, 24 * 21, seed=4)
+    trained = data.data[data.data["unique_id"] != "s2"]
+    model = engine.fit(SeriesFrame(trained), SPEC.model_copy(update={"cold_start": policy}), STEP)
+    assert sorted(model.models) == ["s0", "s1"]
+    context = tail(data, 24 * 4)
+    at = list(context.data["ds"].drop_duplicates().iloc[-3:])
+    bands = engine.predict(model, context, at, 99)
+    if policy == "skip":
+        assert sorted(bands["unique_id"].unique()) == ["s0", "s1"]
+        assert bands.attrs["skipped"] == {"s2": "new since the last train (model.cold_start: skip)"}
+        return
+    assert sorted(bands["unique_id"].unique()) == ["s0", "s1", "s2"]
+    assert bands.attrs["skipped"] == {}
+    assert "s2" in model.models  # kept until the next train
+    # fitted on the context before the first scored point only: no look-ahead
+    again = engine.fit(SeriesFrame(trained), SPEC, STEP)
+    changed = context.data.copy()
+    changed.loc[(changed["unique_id"] == "s2") & changed["ds"].isin(at), "y"] += 500.0
+    moved = engine.predict(again, SeriesFrame(changed), at, 99)
+    before = bands[bands["unique_id"] == "s2"].reset_index(drop=True)
+    after = moved[moved["unique_id"] == "s2"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(before.iloc[:1], after.iloc[:1])  # the first point: untouched
+    np.testing.assert_allclose(  # and the band, from the fit, ignored the scored points
+        (before["yhat_upper"] - before["yhat_lower"]).to_numpy(),
+        (after["yhat_upper"] - after["yhat_lower"]).to_numpy(),
+    )

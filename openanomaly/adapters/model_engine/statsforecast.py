@@ -83,6 +83,7 @@ class FittedSeries:
     models: dict[str, Any] = field(default_factory=dict)
     sigma: dict[str, float] = field(default_factory=dict)  # one-step residual RMS, training
     skipped: dict[str, str] = field(default_factory=dict)
+    cold_start: str = "fit"
 
 
 class StatsForecastEngine(StatsForecastCatalog):
@@ -105,7 +106,7 @@ class StatsForecastEngine(StatsForecastCatalog):
 
         params = resolved_params(spec, step)
         model_class = getattr(sf_models, spec.name)
-        fitted = FittedSeries(spec.name, params, library_versions())
+        fitted = FittedSeries(spec.name, params, library_versions(), cold_start=spec.cold_start)
         data = frame.data[["unique_id", "ds", "y"]].copy()
         data["ds"] = data["ds"].dt.tz_localize(None)
         freq = f"{int(step.total_seconds())}s"
@@ -126,14 +127,26 @@ class StatsForecastEngine(StatsForecastCatalog):
         # so a spike at t would widen the band at t (look-ahead, and a spike hiding itself).
         for uid, group in data.groupby("unique_id", sort=True):
             model = fitted.models.get(str(uid))
-            if model is None:
-                continue
-            y = group["y"].to_numpy(dtype=np.float64)
-            one_step = np.asarray(model.forward(y=y, h=1, fitted=True)["fitted"])
-            errors = (y - one_step)[np.isfinite(one_step)]
-            fitted.sigma[str(uid)] = float(np.sqrt(np.mean(errors**2))) if len(errors) else 0.0
-            fitted.models[str(uid)] = self._trim(model)
+            if model is not None:
+                y = group["y"].to_numpy(dtype=np.float64)
+                fitted.sigma[str(uid)] = _one_step_rms(model, y)
+                fitted.models[str(uid)] = self._trim(model)
         return fitted
+
+    def _cold_start(self, model: FittedSeries, uid: str, history: Any) -> str | None:
+        """Fit a series the training did not see on the context before the first point to
+        score (never on the points themselves). Returns why it could not, or None."""
+        from statsforecast import models as sf_models
+
+        if model.cold_start != "fit":
+            return "new since the last train (model.cold_start: skip)"
+        try:
+            fresh = getattr(sf_models, model.model_name)(**model.params).fit(history)
+        except Exception as exc:  # too short, constant, ...: this series waits for the train
+            return f"new since the last train; {model.model_name} could not fit its context: {exc}"
+        model.sigma[uid] = _one_step_rms(fresh, history)
+        model.models[uid] = self._trim(fresh)
+        return None
 
     def _trim(self, model: Any) -> Any:
         state = getattr(model, "model_", None)
@@ -164,12 +177,22 @@ class StatsForecastEngine(StatsForecastCatalog):
         ends = np.r_[starts[1:], len(ids)]
         z = NormalDist().inv_cdf(0.5 + level / 200)
         out_ids, out_ds, out_yhat, out_half = [], [], [], []
+        skipped: dict[str, str] = {}
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             take = take_all[start:end]
             uid = str(ids[start])
-            fitted = model.models.get(uid)
-            if fitted is None or not take.any():
+            if not take.any():
                 continue
+            if uid in model.skipped:
+                skipped[uid] = model.skipped[uid]  # failed at training: waits for the next
+                continue
+            if uid not in model.models:
+                first = int(np.argmax(take))
+                reason = self._cold_start(model, uid, y_all[start : start + first])
+                if reason is not None:
+                    skipped[uid] = reason
+                    continue
+            fitted = model.models[uid]
             result = fitted.forward(y=y_all[start:end], h=1, fitted=True)
             yhat = np.asarray(result["fitted"])[take]
             out_ids.append(np.full(len(yhat), uid, dtype=object))
@@ -177,10 +200,12 @@ class StatsForecastEngine(StatsForecastCatalog):
             out_yhat.append(yhat)
             out_half.append(np.full(len(yhat), z * model.sigma[uid]))
         if not out_ids:
-            return pd.DataFrame(columns=["unique_id", "ds", "yhat", "yhat_lower", "yhat_upper"])
+            empty = pd.DataFrame(columns=["unique_id", "ds", "yhat", "yhat_lower", "yhat_upper"])
+            empty.attrs["skipped"] = skipped
+            return empty
         yhat = np.concatenate(out_yhat)
         half = np.concatenate(out_half)
-        return pd.DataFrame(
+        bands = pd.DataFrame(
             {
                 "unique_id": np.concatenate(out_ids),
                 "ds": pd.to_datetime(np.concatenate(out_ds), utc=True),
@@ -189,6 +214,8 @@ class StatsForecastEngine(StatsForecastCatalog):
                 "yhat_upper": yhat + half,
             }
         )
+        bands.attrs["skipped"] = skipped  # series not scored, with the reason: for run records
+        return bands
 
     def dumps(self, model: FittedSeries) -> bytes:
         payload = {"format": ARTIFACT_FORMAT, "engine": self.engine, "fitted": model}
@@ -208,6 +235,15 @@ class StatsForecastEngine(StatsForecastCatalog):
                 f"fitted with {fitted.versions}, running {library_versions()}: retrain"
             )
         return fitted
+
+
+def _one_step_rms(model: Any, y: Any) -> float:
+    """RMS of the one-step-ahead errors of `model` over `y`: the band's sigma."""
+    import numpy as np
+
+    one_step = np.asarray(model.forward(y=y, h=1, fitted=True)["fitted"])
+    errors = (y - one_step)[np.isfinite(one_step)]
+    return float(np.sqrt(np.mean(errors**2))) if len(errors) else 0.0
 
 
 def resolved_params(spec: ModelSpec, step: timedelta) -> dict[str, Any]:
