@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from openanomaly.adapters.model_engine.catalogs import model_catalog
+from openanomaly.adapters.model_engine.mlforecast import MLForecastEngine
 from openanomaly.adapters.model_engine.statsforecast import StatsForecastEngine
 from openanomaly.config.pipeline import ModelSpec
 from openanomaly.domain.series import SeriesFrame
@@ -25,6 +26,10 @@ STEP = timedelta(hours=1)
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
 ENGINES: dict[str, tuple[Callable[[], Any], ModelSpec]] = {
     "statsforecast": (StatsForecastEngine, ModelSpec(name="AutoETS", params={"season_length": 24})),
+    "mlforecast": (
+        MLForecastEngine,
+        ModelSpec(engine="mlforecast", name="Ridge", params={"season_length": 24}),
+    ),
     "custom": (
         MovingAverageEngine,
         ModelSpec(
@@ -90,3 +95,27 @@ def test_the_custom_example_passes_validation() -> None:
     catalog = model_catalog("moving_average:MovingAverageEngine")
     assert catalog.check("MovingAverage", {"window": 6}) == []
     assert [i.field for i in catalog.check("Other", {"window": 0})] == ["name", "params.window"]
+
+
+@pytest.mark.parametrize("name", ["mlforecast", "statsforecast"])
+def test_detection_sanity(name: str) -> None:
+    """Noise + daily season at level 99: 0.2-3 % of points over 1; an 8-sigma spike over 1.
+    (The moving-average example shows the port, not a detector: its band spans the season.)"""
+    make, spec = ENGINES[name]
+    engine = make()
+    data = history(4, 24 * 28).data
+    cutoff = T0 + pd.Timedelta(days=21)
+    model = engine.fit(SeriesFrame(data[data["ds"] < cutoff].reset_index(drop=True)), spec, STEP)
+    spike_at = cutoff + pd.Timedelta(days=3, hours=5)
+    data.loc[(data["unique_id"] == "s001") & (data["ds"] == spike_at), "y"] += 8.0
+    context = SeriesFrame(data[data["ds"] >= cutoff - pd.Timedelta(days=2)].reset_index(drop=True))
+    at = list(pd.date_range(cutoff, periods=24 * 7, freq="h"))
+    bands = engine.predict(model, context, at, 99).merge(context.data, on=["unique_id", "ds"])
+    from openanomaly.domain.scoring import anomaly_score
+
+    score = anomaly_score(bands["y"], bands["yhat"], bands["yhat_lower"], bands["yhat_upper"])
+    spike = ((bands["unique_id"] == "s001") & (bands["ds"] == spike_at)).to_numpy()
+    assert len(bands) == 4 * 24 * 7
+    assert score[spike][0] > 1
+    rate = float((score[~spike] > 1).mean())
+    assert 0.002 <= rate <= 0.03, rate

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from openanomaly.adapters.model_engine.catalog_checks import check_name
 from openanomaly.adapters.model_engine.introspect import package_dir
+from openanomaly.config.pipeline import season_steps
+from openanomaly.errors import IncompatibleArtifact
 from openanomaly.ports import CatalogIssue
+
+if TYPE_CHECKING:
+    from openanomaly.config.pipeline import ModelSpec
+    from openanomaly.domain.series import SeriesFrame
 
 # Regressor name -> the package that provides it. Curated rather than discovered: listing every
 # scikit-learn estimator means importing all of scikit-learn (seconds), and these are the
@@ -39,3 +47,160 @@ class MLForecastCatalog:
                 CatalogIssue("name", f"{name} needs the '{package}' package: pip install {package}")
             ]
         return []
+
+
+_MODULES = {
+    "LGBMRegressor": "lightgbm",
+    "LinearRegression": "sklearn.linear_model",
+    "Ridge": "sklearn.linear_model",
+    "Lasso": "sklearn.linear_model",
+    "ElasticNet": "sklearn.linear_model",
+    "HuberRegressor": "sklearn.linear_model",
+    "HistGradientBoostingRegressor": "sklearn.ensemble",
+    "RandomForestRegressor": "sklearn.ensemble",
+    "ExtraTreesRegressor": "sklearn.ensemble",
+    "KNeighborsRegressor": "sklearn.neighbors",
+}
+CALIBRATION_SHARE = 0.2  # the newest fifth of each series calibrates the band
+MIN_CALIBRATION = 20  # fewer held-out errors than this: use the pooled errors of all series
+
+
+@dataclass
+class FittedRegressor:
+    """One regressor for all series of a pipeline, on lag, rolling and calendar features."""
+
+    model_name: str
+    regressor: Any
+    lags: list[int]
+    rolling: int
+    date_features: list[str]
+    freq: str
+    half_width: dict[str, float] = field(default_factory=dict)  # per series, at `level`
+    pooled_half_width: float = 0.0
+    level: float = 99.0
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+class MLForecastEngine(MLForecastCatalog):
+    """A regressor over lag features built with mlforecast. Each prediction is one step ahead
+    (every feature comes from values before t). The band is split-conformal: the regressor is
+    first fitted on the older 80 % of each series, its absolute one-step errors on the newest
+    20 % give the `level` quantile as the band's half-width, and it is then refitted on all of
+    it. Libraries are imported when fitting or predicting, not with this module."""
+
+    def fit(self, frame: SeriesFrame, spec: ModelSpec, step: timedelta) -> FittedRegressor:
+        import numpy as np
+
+        params = dict(spec.params)
+        seasons = season_steps(params.pop("season_length", None), step)
+        season = max(seasons) if seasons else 0
+        lags = sorted({1, 2, 3, *([season] if season > 3 else [])})
+        rolling = season if season > 1 else 12
+        dates = [
+            d
+            for d, limit in (("hour", 86_400), ("dayofweek", 604_800))
+            if step.total_seconds() < limit
+        ]
+        fitted = FittedRegressor(
+            spec.name,
+            None,
+            lags,
+            rolling,
+            dates,
+            f"{int(step.total_seconds())}s",
+            level=spec.level,
+            versions=_versions(),
+        )
+        table = self._features(fitted, frame)
+        table = table.dropna()
+        features = table.drop(columns=["unique_id", "ds", "y"])
+        rank = table.groupby("unique_id").cumcount()
+        size = table.groupby("unique_id")["y"].transform("size")
+        calibration = (rank >= size * (1 - CALIBRATION_SHARE)).to_numpy()
+        probe = self._regressor(spec.name, params)
+        probe.fit(features[~calibration], table["y"][~calibration])
+        errors = np.abs(table["y"][calibration].to_numpy() - probe.predict(features[calibration]))
+        ids = table["unique_id"][calibration].to_numpy()
+        quantile = spec.level / 100
+        fitted.pooled_half_width = float(np.quantile(errors, quantile)) if len(errors) else 0.0
+        for uid in np.unique(ids):
+            own = errors[ids == uid]
+            if len(own) >= MIN_CALIBRATION:
+                fitted.half_width[str(uid)] = float(np.quantile(own, quantile))
+        fitted.regressor = self._regressor(spec.name, params)
+        fitted.regressor.fit(features, table["y"])
+        return fitted
+
+    def _regressor(self, name: str, params: dict[str, Any]) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(_MODULES[name]), name)(**params)
+
+    def _features(self, fitted: FittedRegressor, frame: SeriesFrame) -> Any:
+        from mlforecast import MLForecast
+        from mlforecast.lag_transforms import RollingMean
+
+        data = frame.data[["unique_id", "ds", "y"]].copy()
+        data["ds"] = data["ds"].dt.tz_localize(None)
+        builder = MLForecast(
+            models=[],
+            freq=fitted.freq,
+            lags=fitted.lags,
+            lag_transforms={1: [RollingMean(window_size=fitted.rolling)]},
+            date_features=fitted.date_features,
+        )
+        return builder.preprocess(data, dropna=False)
+
+    def predict(
+        self, model: FittedRegressor, context: SeriesFrame, at: Sequence[datetime], level: float
+    ) -> Any:
+        import numpy as np
+        import pandas as pd
+
+        table = self._features(model, context)
+        wanted = pd.to_datetime(list(at), utc=True).tz_localize(None)
+        table = table[table["ds"].isin(wanted)]
+        features = table.drop(columns=["unique_id", "ds", "y"])
+        usable = features.notna().all(axis=1).to_numpy()
+        table, features = table[usable], features[usable]
+        yhat = model.regressor.predict(features) if len(table) else np.empty(0)
+        half = table["unique_id"].map(
+            lambda u: model.half_width.get(str(u), model.pooled_half_width)
+        )
+        return pd.DataFrame(
+            {
+                "unique_id": table["unique_id"].to_numpy(),
+                "ds": pd.to_datetime(table["ds"].to_numpy()).tz_localize("UTC"),
+                "yhat": yhat,
+                "yhat_lower": yhat - half.to_numpy(dtype=float),
+                "yhat_upper": yhat + half.to_numpy(dtype=float),
+            }
+        )
+
+    def dumps(self, model: FittedRegressor) -> bytes:
+        import pickle
+
+        return pickle.dumps({"format": 1, "engine": self.engine, "fitted": model})
+
+    def loads(self, blob: bytes) -> FittedRegressor:
+        """Only artifacts the artifact store has checksummed reach here (pickle runs code)."""
+        import pickle
+
+        try:
+            payload = pickle.loads(blob)  # noqa: S301 - checksummed by the artifact store
+        except Exception as exc:
+            raise IncompatibleArtifact(f"cannot load mlforecast artifact: {exc}") from None
+        fitted = payload.get("fitted") if isinstance(payload, dict) else None
+        if not isinstance(fitted, FittedRegressor):
+            raise IncompatibleArtifact("not an mlforecast artifact of this format")
+        if fitted.versions != _versions():
+            raise IncompatibleArtifact(
+                f"fitted with {fitted.versions}, running {_versions()}: retrain"
+            )
+        return fitted
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("mlforecast", "scikit-learn", "numpy")}
