@@ -119,3 +119,18 @@ def test_detection_sanity(name: str) -> None:
     assert score[spike][0] > 1
     rate = float((score[~spike] > 1).mean())
     assert 0.002 <= rate <= 0.03, rate
+
+
+def test_artifacts_of_another_engine_or_shape_are_refused() -> None:
+    import pickle
+
+    from openanomaly.errors import IncompatibleArtifact
+
+    stats, ml = StatsForecastEngine(), MLForecastEngine()
+    data = history(2, 24 * 7)
+    blob = ml.dumps(ml.fit(data, ENGINES["mlforecast"][1], STEP))
+    with pytest.raises(IncompatibleArtifact, match="holds a mlforecast model"):
+        stats.loads(blob)
+    for junk in (pickle.dumps([1, 2]), pickle.dumps({"format": 99}), b"\x80\x04garbage"):
+        with pytest.raises(IncompatibleArtifact):
+            ml.loads(junk)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from openanomaly.adapters.model_engine.catalog_checks import check_name
 from openanomaly.adapters.model_engine.introspect import package_dir
+from openanomaly.adapters.model_engine.pickled import dump_model, load_model
 from openanomaly.config.pipeline import season_steps
-from openanomaly.errors import IncompatibleArtifact
 from openanomaly.ports import CatalogIssue
 
 if TYPE_CHECKING:
@@ -178,26 +178,10 @@ class MLForecastEngine(MLForecastCatalog):
         )
 
     def dumps(self, model: FittedRegressor) -> bytes:
-        import pickle
-
-        return pickle.dumps({"format": 1, "engine": self.engine, "fitted": model})
+        return dump_model(self.engine, model)
 
     def loads(self, blob: bytes) -> FittedRegressor:
-        """Only artifacts the artifact store has checksummed reach here (pickle runs code)."""
-        import pickle
-
-        try:
-            payload = pickle.loads(blob)  # noqa: S301 - checksummed by the artifact store
-        except Exception as exc:
-            raise IncompatibleArtifact(f"cannot load mlforecast artifact: {exc}") from None
-        fitted = payload.get("fitted") if isinstance(payload, dict) else None
-        if not isinstance(fitted, FittedRegressor):
-            raise IncompatibleArtifact("not an mlforecast artifact of this format")
-        if fitted.versions != _versions():
-            raise IncompatibleArtifact(
-                f"fitted with {fitted.versions}, running {_versions()}: retrain"
-            )
-        return fitted
+        return load_model(blob, self.engine, FittedRegressor, _versions())
 
 
 def _versions() -> dict[str, str]:

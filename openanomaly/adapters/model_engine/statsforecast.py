@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,8 +14,8 @@ from openanomaly.adapters.model_engine.introspect import (
     module_exports,
     package_dir,
 )
+from openanomaly.adapters.model_engine.pickled import dump_model, load_model
 from openanomaly.config.pipeline import season_steps
-from openanomaly.errors import IncompatibleArtifact
 from openanomaly.ports import CatalogIssue
 
 if TYPE_CHECKING:
@@ -70,7 +69,6 @@ _TRIMMABLE = {
     "AutoETS": ("fitted", "residuals", "actual_residuals", "states"),
     "HoltWinters": ("fitted", "residuals", "actual_residuals", "states"),
 }
-ARTIFACT_FORMAT = 1
 
 
 @dataclass
@@ -218,23 +216,10 @@ class StatsForecastEngine(StatsForecastCatalog):
         return bands
 
     def dumps(self, model: FittedSeries) -> bytes:
-        payload = {"format": ARTIFACT_FORMAT, "engine": self.engine, "fitted": model}
-        return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        return dump_model(self.engine, model)
 
     def loads(self, blob: bytes) -> FittedSeries:
-        """Only artifacts the artifact store has checksummed reach here (pickle runs code)."""
-        try:
-            payload = pickle.loads(blob)  # noqa: S301 - checksummed by the artifact store
-        except Exception as exc:
-            raise IncompatibleArtifact(f"cannot load statsforecast artifact: {exc}") from None
-        fitted = payload.get("fitted") if isinstance(payload, dict) else None
-        if payload.get("format") != ARTIFACT_FORMAT or not isinstance(fitted, FittedSeries):
-            raise IncompatibleArtifact("not a statsforecast artifact of this format")
-        if fitted.versions != library_versions():
-            raise IncompatibleArtifact(
-                f"fitted with {fitted.versions}, running {library_versions()}: retrain"
-            )
-        return fitted
+        return load_model(blob, self.engine, FittedSeries, library_versions())
 
 
 def _one_step_rms(model: Any, y: Any) -> float:
