@@ -41,10 +41,10 @@ _INT_POW10 = 10 ** np.arange(19, dtype=np.int64)
 _MAX_EXACT = 2**53
 
 
-def _string_bounds(buf: U8) -> tuple[I64, I64] | None:
+def _string_bounds(buf: U8, has_backslash: bool) -> tuple[I64, I64] | None:
     """Positions of the opening and closing quote of every JSON string."""
     quotes = np.flatnonzero(buf == _QUOTE)
-    if len(quotes) and buf.tobytes().find(b"\\") >= 0:
+    if len(quotes) and has_backslash:
         # A quote is escaped when an odd number of backslashes precede it.
         positions = np.arange(len(buf))
         last_other = np.maximum.accumulate(np.where(buf != _BACKSLASH, positions, -1))
@@ -174,7 +174,7 @@ class _Decimal:
         return signed - self.decimals
 
 
-def _values(buf: U8, opens: I64, closes: I64) -> npt.NDArray[np.float64]:
+def _values(buf: U8, raw: bytes, opens: I64, closes: I64) -> npt.NDArray[np.float64]:
     """Float value of each string between opens and closes (exclusive), exactly float()."""
     starts = opens + 1
     scan = _Decimal(buf, starts, closes - starts)
@@ -196,7 +196,6 @@ def _values(buf: U8, opens: I64, closes: I64) -> npt.NDArray[np.float64]:
     result = np.where(scan.negative & done, -result, result)
     slow = np.flatnonzero(~done)
     if len(slow):
-        raw = buf.tobytes()
         result[slow] = [_slow_float(raw[opens[i] + 1 : closes[i]]) for i in slow.tolist()]
     return result
 
@@ -213,7 +212,7 @@ def parse_fast(
     None when the body is not laid out the way this parser expects."""
     # Padding lets every fixed-width read past a field's end stay inside the array.
     buf = np.frombuffer(body + b" " * (_VALUE_WIDTH + 8), dtype=np.uint8)
-    bounds = _string_bounds(buf)
+    bounds = _string_bounds(buf, b"\\" in body)
     if bounds is None:
         return None
     opens, closes = bounds
@@ -239,7 +238,7 @@ def parse_fast(
     array_close = v_close[last] + 2
     if len(array_open) != len(array_close) or (array_close <= array_open).any():
         return None
-    values = _values(buf, v_open, v_close)
+    values = _values(buf, body, v_open, v_close)
     pieces, cursor = [], 0
     for start, end in zip(array_open.tolist(), array_close.tolist(), strict=True):
         pieces.append(body[cursor:start])

@@ -102,7 +102,6 @@ class RemoteWriteWriter:
         )
         self.stats = WriterStats()
         self._labels: OrderedDict[LabelTuple, bytes] = OrderedDict()
-        self._labels_lock = threading.Lock()
         self._write_lock = threading.Lock()  # one write at a time keeps batches in order
         self._pool: ThreadPoolExecutor | None = None
 
@@ -142,17 +141,17 @@ class RemoteWriteWriter:
     # --- planning -------------------------------------------------------------------------
 
     def _label_block(self, labels: LabelTuple) -> bytes:
-        with self._labels_lock:
-            block = self._labels.get(labels)
-            if block is not None:
-                self._labels.move_to_end(labels)
-                return block
+        """Encoded labels, cached (least recently used out). Only `_plan` calls this, under
+        the write lock, so the cache needs no lock of its own."""
+        block = self._labels.get(labels)
+        if block is not None:
+            self._labels.move_to_end(labels)
+            return block
         check_label_tuple(labels)
         block = encode_labels(labels)
-        with self._labels_lock:
-            self._labels[labels] = block
-            if len(self._labels) > _LABEL_CACHE_SIZE:
-                self._labels.popitem(last=False)
+        self._labels[labels] = block
+        if len(self._labels) > _LABEL_CACHE_SIZE:
+            self._labels.popitem(last=False)
         return block
 
     def _plan(self, series: Sequence[OutputSeries]) -> list[list[Batch]]:
