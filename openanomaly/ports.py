@@ -138,6 +138,8 @@ class ModelEngine(ModelCatalog, Protocol):
         """Columns unique_id, ds, yhat, yhat_lower, yhat_upper for each series and time in `at`.
 
         Contract: the forecast for time t uses only context before t (no look-ahead).
+        Series asked for but not scored appear in `result.attrs["skipped"]` as
+        {unique_id: reason} (too short, new since training, failed to fit, ...).
         """
         ...
 

@@ -14,6 +14,9 @@ An engine is any class with these methods (see `ModelEngine` in openanomaly/port
   no gaps and no NaN (data hygiene ran first);
 - `predict(model, context, at, level)`: for each series and each time in `at`, give yhat,
   yhat_lower and yhat_upper. The forecast for t may use only context before t;
+  Series it cannot score go in the result's `attrs["skipped"]` as {unique_id: reason}: the
+  daemon counts and reports them (a series neither scored nor skipped is reported without a
+  reason);
 - `dumps(model)` and `loads(blob)`: the model as bytes and back.
 """
 
@@ -62,12 +65,19 @@ class MovingAverageEngine:
     ) -> pd.DataFrame:
         z = NormalDist().inv_cdf(0.5 + level / 200)
         wanted = pd.to_datetime(list(at), utc=True)
-        parts = []
+        parts, skipped = [], {}
         for uid, group in context.data.groupby("unique_id", sort=True):
+            asked = group["ds"].isin(wanted).to_numpy()
+            if not asked.any():
+                continue
             if str(uid) not in model["sigma"]:
+                skipped[str(uid)] = "new since the last train"
                 continue
             yhat = _moving_mean(group["y"].to_numpy(dtype=np.float64), model["window"])
-            take = group["ds"].isin(wanted).to_numpy() & np.isfinite(yhat)
+            take = asked & np.isfinite(yhat)
+            if not take.any():
+                skipped[str(uid)] = f"fewer than window={model['window']} points before"
+                continue
             half = z * model["sigma"][str(uid)]
             parts.append(
                 pd.DataFrame(
@@ -81,7 +91,9 @@ class MovingAverageEngine:
                 )
             )
         columns = ["unique_id", "ds", "yhat", "yhat_lower", "yhat_upper"]
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+        bands = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+        bands.attrs["skipped"] = skipped
+        return bands
 
     def dumps(self, model: dict[str, Any]) -> bytes:
         return json.dumps({"format": "moving-average/1", **model}).encode()

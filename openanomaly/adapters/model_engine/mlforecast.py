@@ -140,8 +140,7 @@ class MLForecastEngine(MLForecastCatalog):
         from mlforecast import MLForecast
         from mlforecast.lag_transforms import RollingMean
 
-        data = frame.data[["unique_id", "ds", "y"]].copy()
-        data["ds"] = data["ds"].dt.tz_localize(None)
+        data, owner = _segments(frame.data, fitted.freq)
         builder = MLForecast(
             models=[],
             freq=fitted.freq,
@@ -149,7 +148,9 @@ class MLForecastEngine(MLForecastCatalog):
             lag_transforms={1: [RollingMean(window_size=fitted.rolling)]},
             date_features=fitted.date_features,
         )
-        return builder.preprocess(data, dropna=False)
+        table: Any = builder.preprocess(data, dropna=False)
+        table["unique_id"] = owner.reindex(table["unique_id"].to_numpy()).to_numpy()
+        return table
 
     def predict(
         self, model: FittedRegressor, context: SeriesFrame, at: Sequence[datetime], level: float
@@ -162,12 +163,17 @@ class MLForecastEngine(MLForecastCatalog):
         table = table[table["ds"].isin(wanted)]
         features = table.drop(columns=["unique_id", "ds", "y"])
         usable = features.notna().all(axis=1).to_numpy()
+        need = max(*model.lags, model.rolling)
+        skipped = {
+            str(u): f"fewer than {need} gap-free points before the time to score (lags)"
+            for u in set(table["unique_id"][~usable]) - set(table["unique_id"][usable])
+        }
         table, features = table[usable], features[usable]
         yhat = model.regressor.predict(features) if len(table) else np.empty(0)
         half = table["unique_id"].map(
             lambda u: model.half_width.get(str(u), model.pooled_half_width)
         )
-        return pd.DataFrame(
+        bands = pd.DataFrame(
             {
                 "unique_id": table["unique_id"].to_numpy(),
                 "ds": pd.to_datetime(table["ds"].to_numpy()).tz_localize("UTC"),
@@ -176,12 +182,35 @@ class MLForecastEngine(MLForecastCatalog):
                 "yhat_upper": yhat + half.to_numpy(dtype=float),
             }
         )
+        bands.attrs["skipped"] = skipped
+        return bands
 
     def dumps(self, model: FittedRegressor) -> bytes:
         return dump_model(self.engine, model)
 
     def loads(self, blob: bytes) -> FittedRegressor:
         return load_model(blob, self.engine, FittedRegressor, _versions())
+
+
+def _segments(frame: Any, freq: str) -> tuple[Any, Any]:
+    """Split each series at the gaps hygiene cut out, as segments named `uid#k`: mlforecast
+    refuses gaps (and NaN), and a lag must never reach across one. A segment's first rows lack
+    lags and are neither trained on nor scored. Returns the data and segment -> series."""
+    import numpy as np
+    import pandas as pd
+
+    data = frame[["unique_id", "ds", "y"]].copy()
+    data["ds"] = data["ds"].dt.tz_localize(None)
+    ids = data["unique_id"].to_numpy()
+    ds = data["ds"].to_numpy()
+    new_series = np.r_[True, ids[1:] != ids[:-1]]
+    breaks = new_series | np.r_[True, ds[1:] - ds[:-1] != pd.Timedelta(freq).to_timedelta64()]
+    if not breaks[~new_series].any():
+        return data, pd.Series(ids, index=ids).drop_duplicates()  # no gaps: nothing to split
+    segment = np.cumsum(breaks) - np.maximum.accumulate(np.where(new_series, np.cumsum(breaks), 0))
+    data["unique_id"] = [f"{u}#{k}" for u, k in zip(ids.tolist(), segment.tolist(), strict=True)]
+    owner = pd.Series(ids, index=data["unique_id"].to_numpy())
+    return data, owner[~owner.index.duplicated()]
 
 
 def _versions() -> dict[str, str]:
