@@ -34,6 +34,18 @@ def require_binary(kind: type[LocalTSDB]) -> str:
     pytest.skip(message)
 
 
+def require_module(module: str, how: str) -> None:
+    """Like require_binary, for an optional extra's module (neuralforecast)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is not None:
+        return
+    message = f"{module} is not installed ({how})"
+    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+        pytest.fail(message + " -- CI must not skip these tests")
+    pytest.skip(message)
+
+
 def _session_tsdb(
     kind: type[LocalTSDB], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalTSDB]:

@@ -55,3 +55,15 @@ def test_statsforecast_checks(name: str, params: dict[str, object], expected: li
     issues = StatsForecastCatalog().check(name, params)
     assert [i.field for i in issues] == expected
     assert all(i.reason for i in issues)
+
+
+def test_every_offered_neural_model_exists_in_neuralforecast() -> None:
+    from openanomaly.adapters.model_engine.introspect import module_exports, package_dir
+    from openanomaly.adapters.model_engine.neuralforecast import MODELS
+    from tests.conftest import require_module
+
+    require_module("neuralforecast", "the `neural` extra: bash .ci/install-neural")
+    root = package_dir("neuralforecast")
+    assert root is not None
+    exported = set(module_exports(root / "models" / "__init__.py"))
+    assert set(MODELS) <= exported, set(MODELS) - exported

@@ -1,5 +1,8 @@
-"""One contract, every engine: fit, serialise, load, predict; no look-ahead; many series.
-Engines still to come (MLForecast, NeuralForecast) join the ENGINES list."""
+"""One contract, every engine: fit, serialise, load, predict; no look-ahead; many series; what
+hygiene leaves behind (gaps cut out, constant and too-short series).
+
+NeuralForecast runs with a tiny network and few training steps: it tests the contract, not the
+network. It needs the `neural` extra, which CI installs (.ci/install-neural)."""
 
 from __future__ import annotations
 
@@ -15,9 +18,11 @@ import pytest
 
 from openanomaly.adapters.model_engine.catalogs import model_catalog
 from openanomaly.adapters.model_engine.mlforecast import MLForecastEngine
+from openanomaly.adapters.model_engine.neuralforecast import NeuralForecastEngine
 from openanomaly.adapters.model_engine.statsforecast import StatsForecastEngine
 from openanomaly.config.pipeline import ModelSpec
 from openanomaly.domain.series import SeriesFrame
+from tests.conftest import require_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "custom_engine"))
 from moving_average import MovingAverageEngine
@@ -30,6 +35,14 @@ ENGINES: dict[str, tuple[Callable[[], Any], ModelSpec]] = {
         MLForecastEngine,
         ModelSpec(engine="mlforecast", name="Ridge", params={"season_length": 24}),
     ),
+    "neuralforecast": (
+        NeuralForecastEngine,
+        ModelSpec(
+            engine="neuralforecast",
+            name="NHITS",
+            params={"season_length": 24, "max_steps": 100, "mlp_units": [[32, 32]] * 3},
+        ),
+    ),
     "custom": (
         MovingAverageEngine,
         ModelSpec(
@@ -37,6 +50,12 @@ ENGINES: dict[str, tuple[Callable[[], Any], ModelSpec]] = {
         ),
     ),
 }
+
+
+def engine_case(name: str) -> tuple[Callable[[], Any], ModelSpec]:
+    if name == "neuralforecast":
+        require_module("neuralforecast", "the `neural` extra: bash .ci/install-neural")
+    return ENGINES[name]
 
 
 def history(n_series: int, n_points: int) -> SeriesFrame:
@@ -61,7 +80,7 @@ def history(n_series: int, n_points: int) -> SeriesFrame:
 
 @pytest.fixture(params=sorted(ENGINES), scope="module")
 def case(request: pytest.FixtureRequest) -> tuple[Any, Any, SeriesFrame]:
-    make, spec = ENGINES[request.param]
+    make, spec = engine_case(request.param)
     engine = make()
     data = history(12, 24 * 14)
     return engine, engine.fit(data, spec, STEP), data
@@ -91,17 +110,44 @@ def test_no_look_ahead(case: tuple[Any, Any, SeriesFrame]) -> None:
     pd.testing.assert_frame_equal(base, moved)
 
 
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_what_hygiene_leaves_behind(name: str) -> None:
+    """A gap cut out of a series, a constant series, and one too short for any model: the batch
+    goes through, every band is finite and ordered, and each series not scored has a reason."""
+    make, spec = engine_case(name)
+    engine = make()
+    data = history(3, 24 * 14).data
+    t = data["ds"].drop_duplicates().sort_values()
+    gap = (data["unique_id"] == "s002") & data["ds"].between(t.iloc[100], t.iloc[130])
+    constant = data[data["unique_id"] == "s000"].assign(unique_id="const", y=5.0)
+    short = data[data["unique_id"] == "s000"].tail(10).assign(unique_id="short")
+    frame = pd.concat([data[~gap], constant, short], ignore_index=True)
+    frame = SeriesFrame(frame.sort_values(["unique_id", "ds"]).reset_index(drop=True))
+    model = engine.fit(frame, spec, STEP)
+    at = list(t.iloc[-4:])
+    bands = engine.predict(engine.loads(engine.dumps(model)), frame, at, 99)
+    scored = set(bands["unique_id"])
+    assert {"s000", "s001", "s002"} <= scored
+    values = bands[["yhat", "yhat_lower", "yhat_upper"]].to_numpy()
+    assert np.isfinite(values).all()
+    assert (bands["yhat_lower"] <= bands["yhat"]).all()
+    assert (bands["yhat"] <= bands["yhat_upper"]).all()
+    for uid in {"const", "short"} - scored:
+        assert bands.attrs["skipped"][uid]
+    assert "const" in scored or name == "neuralforecast"  # 0 scaled by 0 is not a forecast
+
+
 def test_the_custom_example_passes_validation() -> None:
     catalog = model_catalog("moving_average:MovingAverageEngine")
     assert catalog.check("MovingAverage", {"window": 6}) == []
     assert [i.field for i in catalog.check("Other", {"window": 0})] == ["name", "params.window"]
 
 
-@pytest.mark.parametrize("name", ["mlforecast", "statsforecast"])
+@pytest.mark.parametrize("name", ["mlforecast", "neuralforecast", "statsforecast"])
 def test_detection_sanity(name: str) -> None:
     """Noise + daily season at level 99: 0.2-3 % of points over 1; an 8-sigma spike over 1.
     (The moving-average example shows the port, not a detector: its band spans the season.)"""
-    make, spec = ENGINES[name]
+    make, spec = engine_case(name)
     engine = make()
     data = history(4, 24 * 28).data
     cutoff = T0 + pd.Timedelta(days=21)

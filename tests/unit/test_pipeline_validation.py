@@ -123,7 +123,15 @@ CASES = [
     ),
     (
         MINIMAL + "model: {engine: neuralforecast, name: NHITS}\n",
-        "model.engine: engine 'neuralforecast' needs the 'neural' extra",
+        "model.params.input_size: NHITS needs input_size (steps of history per forecast)",
+    ),
+    (
+        MINIMAL + "model: {engine: neuralforecast, name: NHITS, params: {h: 3, input_size: 24}}\n",
+        "model.params.h: h is not a parameter here: the engine forecasts one step ahead (h=1)",
+    ),
+    (
+        MINIMAL + "model: {engine: neuralforecast, name: StemGNN, params: {input_size: 24}}\n",
+        "model.name: neuralforecast has no model 'StemGNN'",
     ),
     (
         MINIMAL + "model: {engine: 'tests.fixtures.nowhere:Engine'}\n",
@@ -401,3 +409,13 @@ def test_schema_accepts_both_file_shapes_and_describes_fields() -> None:
     assert pipeline["required"] == ["name", "query"]
     assert pipeline["additionalProperties"] is False
     assert schema["$defs"]["TrainSpec"]["properties"]["window"]["default"] == "2w"
+
+
+def test_neuralforecast_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from openanomaly.adapters.model_engine import neuralforecast
+
+    monkeypatch.setattr(neuralforecast, "package_dir", lambda _name: None)
+    issues = neuralforecast.NeuralForecastCatalog().check("NHITS", {"input_size": 24})
+    assert [i.field for i in issues] == ["engine"]
+    assert "needs the 'neural' extra" in issues[0].reason
+    assert "pip install 'openanomaly[neural]'" in issues[0].reason
