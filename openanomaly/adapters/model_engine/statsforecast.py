@@ -82,6 +82,10 @@ class FittedSeries:
     sigma: dict[str, float] = field(default_factory=dict)  # one-step residual RMS, training
     skipped: dict[str, str] = field(default_factory=dict)
     cold_start: str = "fit"
+    # Per series, the time (ns since the epoch) of the first point the model was fitted on:
+    # the seasonal phase of its initial states (see `_restarted`).
+    origin: dict[str, int] = field(default_factory=dict)
+    step_ns: int = 0
 
 
 class StatsForecastEngine(StatsForecastCatalog):
@@ -123,15 +127,17 @@ class StatsForecastEngine(StatsForecastCatalog):
         # The band's width comes from the training residuals, never from the context being
         # scored: statsforecast's own fitted intervals take the variance of the whole context,
         # so a spike at t would widen the band at t (look-ahead, and a spike hiding itself).
+        fitted.step_ns = int(step.total_seconds() * 1e9)
         for uid, group in data.groupby("unique_id", sort=True):
             model = fitted.models.get(str(uid))
             if model is not None:
+                fitted.origin[str(uid)] = int(group["ds"].iloc[0].value)
                 y = group["y"].to_numpy(dtype=np.float64)
                 fitted.sigma[str(uid)] = _one_step_rms(model, y)
                 fitted.models[str(uid)] = self._trim(model)
         return fitted
 
-    def _cold_start(self, model: FittedSeries, uid: str, history: Any) -> str | None:
+    def _cold_start(self, model: FittedSeries, uid: str, history: Any, origin: int) -> str | None:
         """Fit a series the training did not see on the context before the first point to
         score (never on the points themselves). Returns why it could not, or None."""
         from statsforecast import models as sf_models
@@ -144,6 +150,7 @@ class StatsForecastEngine(StatsForecastCatalog):
             return f"new since the last train; {model.model_name} could not fit its context: {exc}"
         model.sigma[uid] = _one_step_rms(fresh, history)
         model.models[uid] = self._trim(fresh)
+        model.origin[uid] = origin
         return None
 
     def _trim(self, model: Any) -> Any:
@@ -186,13 +193,22 @@ class StatsForecastEngine(StatsForecastCatalog):
                 continue
             if uid not in model.models:
                 first = int(np.argmax(take))
-                reason = self._cold_start(model, uid, y_all[start : start + first])
+                origin = int(ds[start].astype(np.int64))
+                reason = self._cold_start(model, uid, y_all[start : start + first], origin)
                 if reason is not None:
                     skipped[uid] = reason
                     continue
-            fitted = model.models[uid]
-            result = fitted.forward(y=y_all[start:end], h=1, fitted=True)
-            yhat = np.asarray(result["fitted"])[take]
+            skip, fitted = _restarted(
+                model.models[uid],
+                y_all[start:end],
+                int(ds[start].astype(np.int64)) - model.origin.get(uid, 0),
+                model.step_ns,
+            )
+            if skip and take[:skip].any():
+                take = take.copy()
+                take[:skip] = False  # before the aligned start: no forecast there
+            result = fitted.forward(y=y_all[start + skip : end], h=1, fitted=True)
+            yhat = np.asarray(result["fitted"])[take[skip:]]
             out_ids.append(np.full(len(yhat), uid, dtype=object))
             out_ds.append(ds[start:end][take])
             out_yhat.append(yhat)
@@ -220,6 +236,39 @@ class StatsForecastEngine(StatsForecastCatalog):
 
     def loads(self, blob: bytes) -> FittedSeries:
         return load_model(blob, self.engine, FittedSeries, library_versions())
+
+
+def _restarted(model: Any, y: Any, since_origin_ns: int, step_ns: int) -> tuple[int, Any]:
+    """(points to drop from the context's start, model to run `forward` with).
+
+    ETS `forward` filters the context starting from the initial states fitted at the first
+    point of the *training* window. A context that starts elsewhere in the season (almost
+    always) would run with its seasonal indices out of phase, and for a small gamma they
+    never catch up within a context. So the context is cut to start at the same seasonal
+    phase as training did (at most m - 1 points dropped), and the initial level, which may
+    have drifted since training started, is re-estimated as the mean of the first season
+    (seasonal indices average out over a season). Smoothing parameters, seasonal indices and
+    trend stay as fitted: no refit. Models without such states are returned unchanged."""
+    state = getattr(model, "model_", None)
+    if not (isinstance(state, dict) and "components" in state and "par" in state):
+        return 0, model
+    import copy
+
+    import numpy as np
+
+    m = int(state["m"])
+    seasonal = state["components"][2] != "N"
+    skip = 0
+    if seasonal and m > 1 and step_ns > 0:
+        skip = (-(since_origin_ns // step_ns)) % m
+        if len(y) - skip < 2 * m:  # too short to align and warm up: keep the fitted states
+            return 0, model
+    par = np.array(state["par"], dtype=np.float64)
+    window = y[skip : skip + m] if seasonal else y[skip : skip + 1]
+    par[4] = float(np.mean(window))  # the initial level
+    restarted = copy.copy(model)
+    restarted.model_ = {**state, "par": par}
+    return skip, restarted
 
 
 def _one_step_rms(model: Any, y: Any) -> float:
