@@ -65,3 +65,13 @@ class ArtifactCorrupt(OpenAnomalyError):
 
 class IncompatibleArtifact(OpenAnomalyError):
     """A stored model was written by a library version we cannot load. The daemon retrains."""
+
+
+class RegistryUnavailable(OpenAnomalyError):
+    """The model registry database could not be opened, reached or written (its URL is named,
+    password masked). The daemon reports not ready and retries; it never guesses state."""
+
+
+class RegistrySchemaTooNew(OpenAnomalyError):
+    """The registry database was migrated by a newer OpenAnomaly than this one. We refuse to
+    touch it rather than misread it: upgrade OpenAnomaly or point at another database."""

@@ -158,11 +158,21 @@ class ArtifactStore(Protocol):
     """Keeps model artifacts (bytes) on local disk, a shared filesystem or object storage."""
 
     def put(self, key: str, data: bytes) -> ArtifactRef:
-        """Write atomically: readers see the whole artifact or none of it."""
+        """Write atomically: readers see the whole artifact or none of it.
+
+        Contract: `key` is a relative, `/`-separated name such as
+        `{pipeline}/v{version}-{sha12}.bin`; a key that would escape the store (absolute, `..`)
+        raises ValueError. The ref carries the uri, the sha256 hex digest and the size of `data`.
+        Putting an existing key replaces it.
+        """
         ...
 
     def get(self, ref: ArtifactRef) -> bytes:
-        """Read and verify the checksum before returning; raise ArtifactCorrupt otherwise."""
+        """Read and verify the checksum before returning; raise ArtifactCorrupt otherwise.
+
+        Contract: a missing, truncated or altered artifact raises ArtifactCorrupt naming the uri
+        and what was expected versus found; partial bytes are never returned.
+        """
         ...
 
     def delete(self, uri: str) -> None:
@@ -202,25 +212,89 @@ class RunRecord:
 
 
 class ModelRegistry(Protocol):
-    """Durable state: model versions, runs and per-pipeline scoring watermarks."""
+    """Durable state: model versions, runs and per-pipeline scoring watermarks.
+
+    Contract for every method: datetimes go in timezone-aware and come back aware in UTC (a naive
+    datetime raises ValueError); a database that cannot be reached or written raises
+    RegistryUnavailable; one written by a newer OpenAnomaly raises RegistrySchemaTooNew on open.
+    """
 
     def add_model(self, record: ModelRecord) -> ModelRecord:
-        """Store a new version and make it the active one, retiring the previous, atomically."""
+        """Store a new version and make it the active one, retiring the previous, atomically.
+
+        Contract: `record.version` and `record.status` are ignored; the version is one more than
+        the pipeline's highest ever stored, assigned in the same transaction, so concurrent
+        writers (threads, processes) never get the same number. Returns the stored record.
+        """
         ...
 
-    def active_model(self, pipeline: str) -> ModelRecord | None: ...
+    def active_model(self, pipeline: str) -> ModelRecord | None:
+        """The pipeline's active model, or None when it has none (never trained, or deleted)."""
+        ...
+
+    def models(self, pipeline: str | None = None) -> list[ModelRecord]:
+        """Every stored model of `pipeline` (of all pipelines when None), newest first."""
+        ...
+
+    def retired_models(self, pipeline: str, keep: int) -> list[ModelRecord]:
+        """Retired models older than the pipeline's newest `keep` versions, newest first.
+
+        For artifact pruning: the newest `keep` versions (active or not) are never listed, and
+        neither is the active model; `keep=0` lists every retired model.
+        """
+        ...
+
+    def delete_model(self, pipeline: str, version: int) -> None:
+        """Remove a model's record (its artifact is the caller's to delete); deleting a missing
+        one is not an error. Deleting the active model leaves the pipeline without one."""
+        ...
 
     def start_run(self, run: RunRecord) -> RunRecord:
         """Record a run as running; returns it with its id."""
         ...
 
-    def finish_run(self, run: RunRecord) -> None: ...
+    def finish_run(self, run: RunRecord) -> None:
+        """Store a started run's outcome (status ok|failed, error, counts) by its id.
+
+        Contract: `run.id` must come from start_run (ValueError otherwise); a None `finished`
+        is stored as now.
+        """
+        ...
+
+    def runs(
+        self, pipeline: str | None = None, *, failed_only: bool = False, limit: int = 100
+    ) -> list[RunRecord]:
+        """Up to `limit` runs of `pipeline` (all when None), newest started first; with
+        `failed_only`, only runs whose status is failed or interrupted."""
+        ...
+
+    def interrupt_running(self) -> int:
+        """Mark every run still `running` as `interrupted` and return how many.
+
+        Called once at daemon start: such runs belonged to a process that was killed. Only call
+        it when no other live process records runs in the same registry.
+        """
+        ...
 
     def watermark(self, pipeline: str) -> datetime | None:
         """The newest timestamp already scored and delivered (or queued) for `pipeline`."""
         ...
 
-    def set_watermark(self, pipeline: str, at: datetime) -> None: ...
+    def set_watermark(self, pipeline: str, at: datetime) -> None:
+        """Insert or replace the pipeline's watermark (moving it backwards is allowed)."""
+        ...
+
+    def forget_pipeline(self, pipeline: str) -> None:
+        """Drop the pipeline's watermark; its models and runs stay as history."""
+        ...
+
+    def ping(self) -> None:
+        """Raise RegistryUnavailable unless the database answers a trivial query now."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the registry must not be used afterwards."""
+        ...
 
 
 # --- pipelines and execution ---------------------------------------------------------------
