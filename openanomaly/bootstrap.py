@@ -5,15 +5,25 @@ Nothing here runs at import time; callers (CLI, tests) call `build` with validat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from openanomaly.adapters.artifact_store import artifact_store
 from openanomaly.adapters.metrics_reader.prometheus import PrometheusReader
 from openanomaly.adapters.metrics_writer.remote_write import RemoteWriteWriter
 from openanomaly.adapters.model_engine.catalogs import model_catalog
+from openanomaly.adapters.model_engine.factory import model_engine
+from openanomaly.adapters.model_registry.sql import SqlRegistry
 from openanomaly.adapters.pipeline_source.directory import DirectoryPipelineSource
 from openanomaly.config.settings import Settings
 from openanomaly.errors import ConfigError, Problem
-from openanomaly.ports import MetricsReader, MetricsWriter, PipelineSource
+from openanomaly.ports import (
+    ArtifactStore,
+    MetricsReader,
+    MetricsWriter,
+    ModelEngine,
+    PipelineSource,
+)
+from openanomaly.usecases.common import Clock, Ports, utc_now
 
 
 @dataclass(frozen=True)
@@ -24,15 +34,41 @@ class App:
     pipelines: PipelineSource
     reader: MetricsReader
     writer: MetricsWriter
+    registry: SqlRegistry
+    artifacts: ArtifactStore
+    clock: Clock = utc_now
+    _engines: dict[str, ModelEngine] = field(default_factory=dict)
+
+    def engine_for(self, name: str) -> ModelEngine:
+        """One engine object per engine name, built on first use (engines are stateless)."""
+        engine = self._engines.get(name)
+        if engine is None:
+            engine = self._engines[name] = model_engine(name)
+        return engine
+
+    def ports(self) -> Ports:
+        return Ports(
+            reader=self.reader,
+            writer=self.writer,
+            registry=self.registry,
+            artifacts=self.artifacts,
+            engine_for=self.engine_for,
+            clock=self.clock,
+            query_delay=self.settings.tsdb.query_delay,
+        )
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush what can be flushed; the outbox keeps the rest for the next start."""
-        self.writer.close(timeout)
-        self.reader.close()
+        try:
+            self.writer.close(timeout)
+        finally:
+            self.reader.close()
+            self.registry.close()
 
 
-def build(settings: Settings) -> App:
-    """Wire the adapters. Creates the data directory; opens no connection."""
+def build(settings: Settings, clock: Clock | None = None) -> App:
+    """Wire the adapters. Creates the data directory and opens the registry (applying schema
+    migrations); opens no TSDB connection. `clock` is for tests that replay time."""
     try:
         settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -45,4 +81,7 @@ def build(settings: Settings) -> App:
         writer=RemoteWriteWriter(
             settings.tsdb, settings.remote_write, settings.storage.data_dir / "outbox"
         ),
+        registry=SqlRegistry(settings.storage.effective_registry_url),
+        artifacts=artifact_store(settings.storage.effective_artifacts_url),
+        clock=clock or utc_now,
     )

@@ -76,8 +76,12 @@ class TrainSpec(Section):
 class InferSpec(Section):
     every: Duration = Field(timedelta(minutes=1), description="How often new points are scored")
     context: Duration = Field(timedelta(days=1), description="History handed to the model")
+    max_catchup: Duration = Field(
+        timedelta(hours=1),
+        description="After downtime, score at most this far back (older points stay unscored)",
+    )
 
-    @field_validator("every", "context")
+    @field_validator("every", "context", "max_catchup")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         return _positive(value, "duration")

@@ -212,10 +212,39 @@ class DispatcherSettings(StrictModel):
     workers: int = Field(2, ge=1, le=256, description="Threads that run train and infer jobs")
 
 
+class JobSettings(StrictModel):
+    train_timeout: Duration = Field(
+        timedelta(hours=1), description="A train run longer than this is recorded as failed"
+    )
+    infer_timeout: Duration = Field(
+        timedelta(minutes=5), description="An infer run longer than this is recorded as failed"
+    )
+    shutdown_grace: Duration = Field(
+        timedelta(seconds=30), description="On SIGTERM, how long running jobs may finish"
+    )
+    keep_models: int = Field(
+        3, ge=1, le=1000, description="Model versions (artifacts) kept per pipeline"
+    )
+    reload_interval: Duration = Field(
+        timedelta(seconds=10), description="How often pipelines_dir is checked for changes"
+    )
+
+    @field_validator("train_timeout", "infer_timeout", "reload_interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be greater than 0s")
+        return value
+
+
 class HttpSettings(StrictModel):
     listen: str = Field(
         f"127.0.0.1:{DEFAULT_HTTP_PORT}",
         description="host:port for /healthz, /readyz, /metrics and the API",
+    )
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for POST /api/v1/...; without one those endpoints are off",
     )
 
     @field_validator("listen")
@@ -255,5 +284,6 @@ class Settings(StrictModel):
     storage: StorageSettings = StorageSettings()
     dispatcher: DispatcherSettings = DispatcherSettings()
     http: HttpSettings = HttpSettings()
+    jobs: JobSettings = JobSettings()
     pipelines_dir: Path = Path("pipelines.d")
     log: LogSettings = LogSettings()

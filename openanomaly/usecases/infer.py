@@ -1,0 +1,170 @@
+"""Infer: score every point after the watermark with the active model and write the results.
+
+Points are scored from `watermark + step` up to `now - query_delay` (floored to the step
+grid), at most `infer.max_catchup` back. The watermark moves only after the writer has
+accepted the samples or put them in its outbox, so a crash re-scores a window rather than
+losing it; re-scoring writes identical samples (same model, same context), which the TSDB
+deduplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from openanomaly.config.pipeline import Pipeline
+from openanomaly.domain.hygiene import HygienePolicy, prepare
+from openanomaly.domain.outputs import build_outputs
+from openanomaly.domain.scoring import anomaly_score
+from openanomaly.domain.series import SeriesFrame
+from openanomaly.domain.staleness import SeriesTracker
+from openanomaly.ports import RunRecord
+from openanomaly.usecases.common import ModelCache, NeedsRetrain, Ports, floor_to_step
+from openanomaly.usecases.train import _error_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InferOutcome:
+    run: RunRecord
+    needs_retrain: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def infer(
+    pipeline: Pipeline,
+    ports: Ports,
+    models: ModelCache,
+    *,
+    tracker: SeriesTracker | None = None,
+    scheduled: datetime | None = None,
+) -> InferOutcome:
+    started = ports.clock()
+    run = ports.registry.start_run(RunRecord(pipeline.name, "infer", scheduled or started, started))
+    outcome = InferOutcome(run)
+    try:
+        run = _infer(pipeline, ports, models, tracker=tracker, run=run, outcome=outcome)
+        run = replace(run, status="ok", finished=ports.clock())
+    except NeedsRetrain as exc:
+        log.error("%s: %s; retraining", pipeline.name, exc)
+        outcome.needs_retrain = True
+        run = replace(run, status="failed", finished=ports.clock(), error=_error_text(exc))
+    except Exception as exc:
+        log.error("%s: infer failed: %s: %s", pipeline.name, type(exc).__name__, exc)
+        run = replace(run, status="failed", finished=ports.clock(), error=_error_text(exc))
+    ports.registry.finish_run(run)
+    outcome.run = run
+    return outcome
+
+
+def scoring_window(
+    pipeline: Pipeline,
+    now: datetime,
+    delay: timedelta,
+    watermark: datetime | None,
+    trained_until: datetime,
+) -> tuple[datetime, datetime]:
+    """(first, last) timestamps to score; first > last when there is nothing new."""
+    step = pipeline.step
+    last = floor_to_step(now - delay, step)
+    first = (watermark if watermark is not None else trained_until) + step
+    oldest = floor_to_step(last - pipeline.infer.max_catchup, step) + step
+    return max(first, oldest), last
+
+
+def context_starts(pipeline: Pipeline, at: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """Where the context for scoring each time in `at` starts: `infer.context` before it,
+    floored to a grid of an eighth of the context. The start is a function of the time alone,
+    not of the run, so scoring a point again (a retry, a catch-up after a crash) reads the
+    same context and writes the same values; Prometheus refuses a second, different value
+    at a timestamp. Contexts are between 1 and 1.125 times `infer.context` long."""
+    step = pipeline.step
+    grid = max(step, (pipeline.infer.context // 8) // step * step)
+    grid_ns = grid // timedelta(microseconds=1) * 1000
+    earliest = (at - pipeline.infer.context).asi8
+    return pd.DatetimeIndex(earliest - earliest % grid_ns, tz="UTC")
+
+
+def _infer(
+    pipeline: Pipeline,
+    ports: Ports,
+    models: ModelCache,
+    *,
+    tracker: SeriesTracker | None,
+    run: RunRecord,
+    outcome: InferOutcome,
+) -> RunRecord:
+    record = ports.registry.active_model(pipeline.name)
+    if record is None:
+        raise NeedsRetrain("no trained model yet")
+    model = models.get(record, ports)
+    first, last = scoring_window(
+        pipeline,
+        run.started,
+        ports.query_delay,
+        ports.registry.watermark(pipeline.name),
+        record.train_end,
+    )
+    if first > last:
+        return run
+    at = pd.date_range(first, last, freq=pipeline.step)
+    starts = context_starts(pipeline, at)
+    frame = ports.reader.query_range(
+        pipeline.query, starts.min(), last, pipeline.step, max_series=pipeline.limits.max_series
+    )
+    prepared = prepare(frame.data, pipeline.step, HygienePolicy())
+    engine = ports.engine_for(record.engine)
+    parts, skipped = [], dict(prepared.skipped)
+    for start in np.unique(starts):
+        targets = at[starts == start]
+        context = prepared.frame[prepared.frame["ds"].between(start, targets[-1])]
+        part = engine.predict(
+            model,
+            SeriesFrame(context.reset_index(drop=True), frame.labels),
+            list(targets),
+            pipeline.model.level,
+        )
+        skipped.update(part.attrs.get("skipped", {}))
+        parts.append(part)
+    bands = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    scored = bands.merge(prepared.frame, on=["unique_id", "ds"], how="left")
+    scoring = pipeline.scoring
+    scored["score"] = anomaly_score(
+        scored["y"].to_numpy(dtype=np.float64),
+        scored["yhat"].to_numpy(dtype=np.float64),
+        scored["yhat_lower"].to_numpy(dtype=np.float64),
+        scored["yhat_upper"].to_numpy(dtype=np.float64),
+        direction=scoring.direction,
+        min_dev=scoring.min_dev,
+        min_rel_dev=scoring.min_rel_dev,
+    )
+    own = {"pipeline": pipeline.name, "model": pipeline.model.name, **pipeline.output.labels}
+    series = build_outputs(scored, frame.labels, pipeline.output.prefix, own)
+    result = ports.writer.write(series)
+    if tracker is not None:
+        gone = tracker.update(pipeline.name, [s.labels for s in series])
+        if gone:
+            ports.writer.mark_stale(gone, int(last.timestamp() * 1000) + 1)
+    # Accepted or durably queued: from here on the outbox owns delivery.
+    ports.registry.set_watermark(pipeline.name, last)
+    scored_series = int(scored["unique_id"].nunique()) if len(scored) else 0
+    outcome.skipped = skipped
+    if skipped:
+        log.info(
+            "%s: %d series not scored, e.g. %s",
+            pipeline.name,
+            len(skipped),
+            "; ".join(f"{u}: {r}" for u, r in list(skipped.items())[:3]),
+        )
+    return replace(
+        run,
+        series_in=len(frame.labels),
+        series_scored=scored_series,
+        series_skipped=len(skipped),
+        samples_written=result.accepted + result.queued,
+    )
