@@ -63,18 +63,16 @@ def infer(
 
 
 def scoring_window(
-    pipeline: Pipeline,
-    now: datetime,
-    delay: timedelta,
-    watermark: datetime | None,
-    trained_until: datetime,
+    pipeline: Pipeline, now: datetime, delay: timedelta, watermark: datetime | None
 ) -> tuple[datetime, datetime]:
-    """(first, last) timestamps to score; first > last when there is nothing new."""
+    """(first, last) timestamps to score; first > last when there is nothing new. A pipeline
+    never scored before starts `infer.max_catchup` back, so its dashboards fill at once."""
     step = pipeline.step
     last = floor_to_step(now - delay, step)
-    first = (watermark if watermark is not None else trained_until) + step
     oldest = floor_to_step(last - pipeline.infer.max_catchup, step) + step
-    return max(first, oldest), last
+    if watermark is None:
+        return oldest, last
+    return max(watermark + step, oldest), last
 
 
 def context_starts(pipeline: Pipeline, at: pd.DatetimeIndex) -> pd.DatetimeIndex:
@@ -104,11 +102,7 @@ def _infer(
         raise NeedsRetrain("no trained model yet")
     model = models.get(record, ports)
     first, last = scoring_window(
-        pipeline,
-        run.started,
-        ports.query_delay,
-        ports.registry.watermark(pipeline.name),
-        record.train_end,
+        pipeline, run.started, ports.query_delay, ports.registry.watermark(pipeline.name)
     )
     if first > last:
         return run

@@ -24,7 +24,7 @@ def test_floor_to_step_uses_the_epoch_grid() -> None:
 
 def test_scores_after_the_watermark_up_to_now_minus_delay() -> None:
     watermark = datetime(2026, 3, 1, 11, 50, tzinfo=UTC)
-    first, last = scoring_window(P, NOW, DELAY, watermark, trained_until=watermark)
+    first, last = scoring_window(P, NOW, DELAY, watermark)
     assert (first, last) == (
         watermark + timedelta(minutes=5),
         datetime(2026, 3, 1, 12, 5, tzinfo=UTC),
@@ -33,20 +33,19 @@ def test_scores_after_the_watermark_up_to_now_minus_delay() -> None:
 
 def test_nothing_new_gives_an_empty_window() -> None:
     last = datetime(2026, 3, 1, 12, 5, tzinfo=UTC)
-    first, end = scoring_window(P, NOW, DELAY, last, trained_until=last)
+    first, end = scoring_window(P, NOW, DELAY, last)
     assert first > end
 
 
 def test_catch_up_is_bounded_by_max_catchup() -> None:
     long_ago = datetime(2026, 2, 27, tzinfo=UTC)
-    first, last = scoring_window(P, NOW, DELAY, long_ago, trained_until=long_ago)
+    first, last = scoring_window(P, NOW, DELAY, long_ago)
     assert last - first == timedelta(minutes=55)  # 12 points: one hour of 5m steps
 
 
-def test_without_a_watermark_scoring_starts_after_the_training_window() -> None:
-    trained = datetime(2026, 3, 1, 11, 30, tzinfo=UTC)
-    first, _ = scoring_window(P, NOW, DELAY, None, trained_until=trained)
-    assert first == trained + timedelta(minutes=5)
+def test_without_a_watermark_scoring_starts_max_catchup_back() -> None:
+    first, last = scoring_window(P, NOW, DELAY, None)
+    assert last - first == timedelta(minutes=55)
 
 
 def test_a_point_gets_the_same_context_start_in_any_run() -> None:
