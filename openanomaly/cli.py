@@ -289,15 +289,15 @@ def run(*, settings_args: dict[str, Any]) -> None:
         )
     application = build(loaded.settings)
     log.info("openanomaly %s starting; settings file: %s", __version__, loaded.config_file)
-    result = application.pipelines.load()
-    for problem in result.problems:
-        log.error("pipeline not loaded: %s", problem)
-    for item in result.pipelines:
-        log.info("pipeline %s loaded from %s:%d", item.pipeline.name, item.source, item.line)
-    # The scheduler, jobs and HTTP server arrive with the daemon (issue 5); until then `run`
-    # stops after loading and validating, so its exit status still means something.
-    log.warning("the scheduler is not part of this build yet; exiting after validation")
-    application.close(timeout=5)
+    import asyncio
+
+    from openanomaly.daemon.main import serve
+
+    try:
+        asyncio.run(serve(application))  # closes the application once the daemon started
+    except ConfigError:  # e.g. the HTTP port is taken: nothing started, close here
+        application.close(timeout=5)
+        raise
 
 
 def main() -> None:
@@ -319,3 +319,7 @@ def main() -> None:
             err=True,
         )
         sys.exit(3)
+
+
+# Commands that run jobs and show state (train, infer, models, runs) live in their own module.
+from openanomaly import cli_jobs  # noqa: E402, F401

@@ -38,3 +38,8 @@ def configure_logging(settings: LogSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level.upper())
+    # A line per scheduled job and per HTTP request drowns what matters; they stay visible
+    # at debug level.
+    quiet = logging.DEBUG if settings.level == "debug" else logging.WARNING
+    for name in ("apscheduler", "httpx", "httpcore", "uvicorn"):
+        logging.getLogger(name).setLevel(quiet)

@@ -151,14 +151,45 @@ def test_version(project: Path) -> None:
     assert "statsforecast" in result.stdout
 
 
-def test_run_loads_pipelines_and_reports_bad_ones(project: Path) -> None:
+def test_run_keeps_going_without_a_tsdb_and_stops_on_sigterm(project: Path) -> None:
+    """The daemon starts with a bad pipeline file and no reachable TSDB: it reports the bad
+    file, records the failed train, keeps serving, and exits 0 on SIGTERM."""
+    import signal
+    import time
+
+    from openanomaly.local_tsdb import free_port
+
     (project / "pipelines.d" / "bad.yaml").write_text("name: bad\nquery: up\nstep: x\n")
-    result = oa("run", "--set", "log.format=json", cwd=project)
-    assert result.returncode == 0
-    records = [json.loads(line) for line in result.stderr.splitlines()]
-    messages = [r["msg"] for r in records]
-    assert any(m.startswith("pipeline ok loaded from") for m in messages)
-    assert any("pipeline not loaded:" in m and "bad.yaml:3: step:" in m for m in messages)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OA_")}
+    port = free_port()
+    args = ["--set", "log.format=json", "--tsdb-url", f"http://127.0.0.1:{free_port()}"]
+    args += ["--set", f"http.listen=127.0.0.1:{port}", "--set", "tsdb.retry.max_attempts=1"]
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "openanomaly", "run", *args],
+        cwd=project,
+        env=clean,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert daemon.stderr is not None
+    messages: list[str] = []
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and not any("train failed" in m for m in messages):
+            line = daemon.stderr.readline()
+            if not line:
+                break
+            messages.append(json.loads(line)["msg"])
+        assert any(m.startswith("pipeline ok loaded from") for m in messages), messages
+        assert any("pipeline not loaded:" in m and "bad.yaml:3: step:" in m for m in messages)
+        assert any(m.startswith("ok: train failed: TSDBUnavailable") for m in messages), messages
+        daemon.send_signal(signal.SIGTERM)
+        rest = daemon.communicate(timeout=60)[1]
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, rest
+    assert "Traceback" not in rest
+    assert '"msg": "stopped"' in rest
 
 
 def test_run_refuses_bad_settings(project: Path) -> None:

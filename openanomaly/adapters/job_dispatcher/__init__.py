@@ -1,0 +1,1 @@
+"""Job dispatchers: where train and infer jobs run (local threads; Celery in cluster mode)."""

@@ -1,0 +1,51 @@
+"""Jobs on a local thread pool: the light mode's dispatcher.
+
+Threads, not processes: the engines spend their time in numpy, numba and torch, which release
+the GIL, and a thread shares the loaded models and the writer's connection pool for free.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from threading import Lock
+from typing import TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class ThreadPoolDispatcher:
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oa-job")
+        self._running: dict[Future[object], str] = {}
+        self._lock = Lock()
+
+    def submit(self, name: str, fn: Callable[[], T]) -> Future[T]:
+        future = self._pool.submit(fn)
+        with self._lock:
+            self._running[future] = name  # type: ignore[index]
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future[T]) -> None:
+        with self._lock:
+            self._running.pop(future, None)  # type: ignore[arg-type]
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return sorted(self._running.values())
+
+    def shutdown(self, grace: float) -> None:
+        """Queued jobs are cancelled; running ones get `grace` seconds, then are abandoned
+        (a thread cannot be killed; the process exit ends them)."""
+        with self._lock:
+            pending = list(self._running)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        _, late = wait_futures(pending, timeout=grace)
+        if late:
+            with self._lock:
+                names = sorted(self._running.get(f, "?") for f in late)
+            log.warning("jobs still running after %.0fs grace: %s", grace, ", ".join(names))

@@ -1,0 +1,1 @@
+"""The light-mode daemon: scheduler, jobs, hot reload, HTTP, signals."""

@@ -1,0 +1,128 @@
+"""The daemon's HTTP endpoints (FastAPI on the daemon's own asyncio loop).
+
+Reads are open (bind to 127.0.0.1, the default, or put a proxy in front); the POST endpoints
+that start runs need `http.api_token` and are off without one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Header, HTTPException, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from openanomaly import __version__
+from openanomaly.ports import ModelRecord, RunRecord
+
+if TYPE_CHECKING:
+    from openanomaly.daemon.service import Daemon
+
+TSDB_FRESHNESS = timedelta(minutes=15)  # /readyz: a TSDB answer within this counts as reachable
+
+
+def create_api(daemon: Daemon) -> FastAPI:
+    api = FastAPI(title="OpenAnomaly", version=__version__, docs_url="/docs")
+    token = daemon.app.settings.http.api_token
+
+    @api.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is alive and its event loop answers."""
+        return {"status": "ok"}
+
+    @api.get("/readyz")
+    async def readyz(response: Response) -> dict[str, Any]:
+        """Scheduler running, registry reachable, TSDB answered recently (or nothing ran yet)."""
+        problems = []
+        if not daemon.started:
+            problems.append("scheduler not running")
+        try:
+            await asyncio.to_thread(daemon.app.registry.ping)
+        except Exception as exc:
+            problems.append(f"registry: {exc}")
+        last = daemon.last_tsdb_ok
+        ran_once = daemon.metrics.runs._metrics  # any finished run at all
+        if ran_once and (last is None or datetime.now(UTC) - last > TSDB_FRESHNESS):
+            problems.append("no successful TSDB read or write in the last 15 minutes")
+        if problems:
+            response.status_code = 503
+        return {"ready": not problems, "problems": problems}
+
+    @api.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(daemon.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @api.get("/api/v1/pipelines")
+    async def pipelines() -> dict[str, Any]:
+        states = await asyncio.to_thread(
+            lambda: [daemon.state_of(name) for name in sorted(daemon.pipelines)]
+        )
+        return {
+            "pipelines": states,
+            "problems": [
+                {"file": p.where, "line": p.line, "field": p.field, "reason": p.reason}
+                for p in daemon.problems
+            ],
+        }
+
+    @api.get("/api/v1/pipelines/{name}")
+    async def pipeline(name: str) -> dict[str, Any]:
+        state = await asyncio.to_thread(daemon.state_of, name)
+        if state is None:
+            raise HTTPException(404, f"no pipeline named {name!r}")
+        return state
+
+    @api.get("/api/v1/models")
+    async def models(pipeline: str | None = None) -> dict[str, Any]:
+        records = await asyncio.to_thread(daemon.app.registry.models, pipeline)
+        return {"models": [model_json(r) for r in records]}
+
+    @api.get("/api/v1/runs")
+    async def runs(
+        pipeline: str | None = None, failed: bool = False, limit: int = 100
+    ) -> dict[str, Any]:
+        records = await asyncio.to_thread(
+            lambda: daemon.app.registry.runs(pipeline, failed_only=failed, limit=min(limit, 1000))
+        )
+        return {"runs": [run_json(r) for r in records]}
+
+    async def start(name: str, kind: str, authorization: str | None) -> dict[str, Any]:
+        if token is None:
+            raise HTTPException(403, "set http.api_token to enable this endpoint")
+        expected = f"Bearer {token.get_secret_value()}"
+        if authorization is None or not hmac.compare_digest(authorization, expected):
+            raise HTTPException(401, "missing or wrong bearer token")
+        if not daemon.trigger(name, kind):
+            raise HTTPException(404, f"no pipeline named {name!r}")
+        return {"pipeline": name, "kind": kind, "status": "scheduled"}
+
+    @api.post("/api/v1/pipelines/{name}/train", status_code=202)
+    async def post_train(
+        name: str, authorization: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        return await start(name, "train", authorization)
+
+    @api.post("/api/v1/pipelines/{name}/infer", status_code=202)
+    async def post_infer(
+        name: str, authorization: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        return await start(name, "infer", authorization)
+
+    return api
+
+
+def model_json(record: ModelRecord) -> dict[str, Any]:
+    data = asdict(record)
+    data["artifact"] = asdict(record.artifact)
+    return _iso(data)
+
+
+def run_json(record: RunRecord) -> dict[str, Any]:
+    return _iso(asdict(record))
+
+
+def _iso(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
