@@ -17,13 +17,11 @@ import numpy as np
 import pandas as pd
 
 from openanomaly.config.pipeline import Pipeline
-from openanomaly.domain.hygiene import HygienePolicy, prepare
 from openanomaly.domain.outputs import build_outputs
-from openanomaly.domain.scoring import anomaly_score
-from openanomaly.domain.series import SeriesFrame
 from openanomaly.domain.staleness import SeriesTracker
 from openanomaly.ports import RunRecord
 from openanomaly.usecases.common import ModelCache, NeedsRetrain, Ports, floor_to_step
+from openanomaly.usecases.scoring import score_window
 from openanomaly.usecases.train import _error_text
 
 log = logging.getLogger(__name__)
@@ -111,32 +109,15 @@ def _infer(
     frame = ports.reader.query_range(
         pipeline.query, starts.min(), last, pipeline.step, max_series=pipeline.limits.max_series
     )
-    prepared = prepare(frame.data, pipeline.step, HygienePolicy())
     engine = ports.engine_for(record.engine)
-    parts, skipped = [], dict(prepared.skipped)
+    parts, skipped = [], {}
     for start in np.unique(starts):
         targets = at[starts == start]
-        context = prepared.frame[prepared.frame["ds"].between(start, targets[-1])]
-        part = engine.predict(
-            model,
-            SeriesFrame(context.reset_index(drop=True), frame.labels),
-            list(targets),
-            pipeline.model.level,
-        )
-        skipped.update(part.attrs.get("skipped", {}))
+        raw = frame.data[frame.data["ds"].between(start, targets[-1])].reset_index(drop=True)
+        part, why = score_window(pipeline, engine, model, raw, labels=frame.labels, targets=targets)
         parts.append(part)
-    bands = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    scored = bands.merge(prepared.frame, on=["unique_id", "ds"], how="left")
-    scoring = pipeline.scoring
-    scored["score"] = anomaly_score(
-        scored["y"].to_numpy(dtype=np.float64),
-        scored["yhat"].to_numpy(dtype=np.float64),
-        scored["yhat_lower"].to_numpy(dtype=np.float64),
-        scored["yhat_upper"].to_numpy(dtype=np.float64),
-        direction=scoring.direction,
-        min_dev=scoring.min_dev,
-        min_rel_dev=scoring.min_rel_dev,
-    )
+        skipped.update(why)
+    scored = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     own = {"pipeline": pipeline.name, "model": pipeline.model.name, **pipeline.output.labels}
     series = build_outputs(scored, frame.labels, pipeline.output.prefix, own)
     result = ports.writer.write(series)

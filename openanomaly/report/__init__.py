@@ -1,0 +1,1 @@
+"""Reports a person reads: backtest plots."""

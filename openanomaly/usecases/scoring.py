@@ -1,0 +1,62 @@
+"""Score one context window: shared by infer and backtest, so both give the same numbers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from openanomaly.config.pipeline import Pipeline
+from openanomaly.domain.hygiene import HygienePolicy, prepare
+from openanomaly.domain.scoring import anomaly_score
+from openanomaly.domain.series import SeriesFrame
+from openanomaly.ports import ModelEngine
+
+
+def score_window(
+    pipeline: Pipeline,
+    engine: ModelEngine,
+    model: Any,
+    raw: pd.DataFrame,
+    *,
+    labels: dict[str, dict[str, str]],
+    targets: pd.DatetimeIndex,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Bands and scores at `targets` from `raw` (the TSDB's points from the context start to
+    the last target). Hygiene runs on exactly this window, so a point's forecast depends on
+    the window alone. Scores are computed against observed values only: a point hygiene
+    filled in gets a forecast but no score (nothing was observed there)."""
+    clean = prepare(raw, pipeline.step, HygienePolicy())
+    bands = engine.predict(
+        model, SeriesFrame(clean.frame, labels), list(targets), pipeline.model.level
+    )
+    skipped = {**clean.skipped, **bands.attrs.get("skipped", {})}
+    scored = bands.merge(_observed(raw, pipeline.step), on=["unique_id", "ds"], how="left")
+    s = pipeline.scoring
+    scored["score"] = anomaly_score(
+        scored["y"].to_numpy(dtype=np.float64),
+        scored["yhat"].to_numpy(dtype=np.float64),
+        scored["yhat_lower"].to_numpy(dtype=np.float64),
+        scored["yhat_upper"].to_numpy(dtype=np.float64),
+        direction=s.direction,
+        min_dev=s.min_dev,
+        min_rel_dev=s.min_rel_dev,
+    )
+    return scored, skipped
+
+
+def _observed(raw: pd.DataFrame, step: timedelta) -> pd.DataFrame:
+    """Finite observed values on the step grid (several in one step averaged, as hygiene does)."""
+    finite = raw[np.isfinite(raw["y"].to_numpy(dtype=np.float64))]
+    step_ns = int(step.total_seconds() * 1e9)
+    ns = finite["ds"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    slot = pd.to_datetime(ns - ns % step_ns, unit="ns", utc=True)
+    observed: pd.DataFrame = (
+        pd.DataFrame({"unique_id": finite["unique_id"].to_numpy(), "ds": slot, "y": finite["y"]})
+        .groupby(["unique_id", "ds"], sort=False)["y"]
+        .mean()
+        .reset_index()
+    )
+    return observed
