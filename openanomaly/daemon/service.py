@@ -24,6 +24,7 @@ from openanomaly.domain.staleness import SeriesTracker
 from openanomaly.errors import Problem
 from openanomaly.ports import JobDispatcher, LoadedPipeline, RunRecord
 from openanomaly.usecases.common import ModelCache, floor_to_step
+from openanomaly.usecases.context_cache import ContextCache
 from openanomaly.usecases.infer import infer
 from openanomaly.usecases.train import train
 
@@ -45,6 +46,7 @@ class Daemon:
         self.dispatcher = dispatcher
         self.metrics = metrics
         self.models = ModelCache()
+        self.contexts = ContextCache()  # incremental reads between infer cycles
         self.tracker = SeriesTracker()
         self.pipelines: dict[str, PipelineState] = {}
         self.problems: list[Problem] = []
@@ -124,6 +126,7 @@ class Daemon:
         self.pipelines[name] = PipelineState(item)
         if changed:
             self.models.forget(name)
+            self.contexts.forget(name)
             log.info("%s: changed in %s; rescheduled", name, item.source)
         else:
             log.info("pipeline %s loaded from %s:%d", name, item.source, item.line)
@@ -170,6 +173,7 @@ class Daemon:
                 self.scheduler.remove_job(f"{kind}:{name}")
         self.pipelines.pop(name, None)
         self.models.forget(name)
+        self.contexts.forget(name)
         self.metrics.forget(name)
         gone = self.tracker.remove(name)
         if gone:
@@ -212,7 +216,12 @@ class Daemon:
 
         def job() -> RunRecord:
             outcome = infer(
-                pipeline, self.app.ports(), self.models, tracker=self.tracker, scheduled=scheduled
+                pipeline,
+                self.app.ports(),
+                self.models,
+                tracker=self.tracker,
+                contexts=self.contexts,
+                scheduled=scheduled,
             )
             outcomes.append(outcome)
             return outcome.run

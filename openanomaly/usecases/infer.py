@@ -21,6 +21,7 @@ from openanomaly.domain.outputs import build_outputs
 from openanomaly.domain.staleness import SeriesTracker
 from openanomaly.ports import RunRecord
 from openanomaly.usecases.common import ModelCache, NeedsRetrain, Ports, floor_to_step
+from openanomaly.usecases.context_cache import ContextCache
 from openanomaly.usecases.scoring import score_window
 from openanomaly.usecases.train import _error_text
 
@@ -40,13 +41,16 @@ def infer(
     models: ModelCache,
     *,
     tracker: SeriesTracker | None = None,
+    contexts: ContextCache | None = None,
     scheduled: datetime | None = None,
 ) -> InferOutcome:
     started = ports.clock()
     run = ports.registry.start_run(RunRecord(pipeline.name, "infer", scheduled or started, started))
     outcome = InferOutcome(run)
     try:
-        run = _infer(pipeline, ports, models, tracker=tracker, run=run, outcome=outcome)
+        run = _infer(
+            pipeline, ports, models, tracker=tracker, contexts=contexts, run=run, outcome=outcome
+        )
         run = replace(run, status="ok", finished=ports.clock())
     except NeedsRetrain as exc:
         log.error("%s: %s; retraining", pipeline.name, exc)
@@ -92,6 +96,7 @@ def _infer(
     models: ModelCache,
     *,
     tracker: SeriesTracker | None,
+    contexts: ContextCache | None,
     run: RunRecord,
     outcome: InferOutcome,
 ) -> RunRecord:
@@ -106,9 +111,12 @@ def _infer(
         return run
     at = pd.date_range(first, last, freq=pipeline.step)
     starts = context_starts(pipeline, at)
-    frame = ports.reader.query_range(
-        pipeline.query, starts.min(), last, pipeline.step, max_series=pipeline.limits.max_series
-    )
+    if contexts is not None:
+        frame = contexts.read(ports.reader, pipeline, record.version, starts.min(), last)
+    else:
+        frame = ports.reader.query_range(
+            pipeline.query, starts.min(), last, pipeline.step, max_series=pipeline.limits.max_series
+        )
     engine = ports.engine_for(record.engine)
     parts, skipped = [], {}
     for start in np.unique(starts):
