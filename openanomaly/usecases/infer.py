@@ -22,7 +22,7 @@ from openanomaly.domain.staleness import SeriesTracker
 from openanomaly.ports import RunRecord
 from openanomaly.usecases.common import ModelCache, NeedsRetrain, Ports, floor_to_step
 from openanomaly.usecases.context_cache import ContextCache
-from openanomaly.usecases.scoring import score_window
+from openanomaly.usecases.scoring import Stopwatch, score_window
 from openanomaly.usecases.train import _error_text
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class InferOutcome:
     run: RunRecord
     needs_retrain: bool = False
     skipped: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
 
 def infer(
@@ -111,24 +112,37 @@ def _infer(
         return run
     at = pd.date_range(first, last, freq=pipeline.step)
     starts = context_starts(pipeline, at)
+    clock = Stopwatch(outcome.timings)
     if contexts is not None:
         frame = contexts.read(ports.reader, pipeline, record.version, starts.min(), last)
     else:
         frame = ports.reader.query_range(
             pipeline.query, starts.min(), last, pipeline.step, max_series=pipeline.limits.max_series
         )
+    clock.lap("read")
     engine = ports.engine_for(record.engine)
     parts, skipped = [], {}
     for start in np.unique(starts):
         targets = at[starts == start]
         raw = frame.data[frame.data["ds"].between(start, targets[-1])].reset_index(drop=True)
-        part, why = score_window(pipeline, engine, model, raw, labels=frame.labels, targets=targets)
+        part, why = score_window(
+            pipeline,
+            engine,
+            model,
+            raw,
+            labels=frame.labels,
+            targets=targets,
+            timings=outcome.timings,
+        )
         parts.append(part)
         skipped.update(why)
+    clock = Stopwatch(outcome.timings)
     scored = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     own = {"pipeline": pipeline.name, "model": pipeline.model.name, **pipeline.output.labels}
     series = build_outputs(scored, frame.labels, pipeline.output.prefix, own)
+    clock.lap("score")
     result = ports.writer.write(series)
+    clock.lap("write")
     if tracker is not None:
         gone = tracker.update(pipeline.name, [s.labels for s in series])
         if gone:
@@ -136,6 +150,14 @@ def _infer(
     # Accepted or durably queued: from here on the outbox owns delivery.
     ports.registry.set_watermark(pipeline.name, last)
     scored_series = int(scored["unique_id"].nunique()) if len(scored) else 0
+    log.info(
+        "%s: scored %d series at %d point(s), %d samples written (%s)",
+        pipeline.name,
+        scored_series,
+        len(at),
+        result.accepted + result.queued,
+        ", ".join(f"{k} {v:.2f}s" for k, v in outcome.timings.items()),
+    )
     outcome.skipped = skipped
     if skipped:
         log.info(

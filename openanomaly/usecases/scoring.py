@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -23,15 +24,19 @@ def score_window(
     *,
     labels: dict[str, dict[str, str]],
     targets: pd.DatetimeIndex,
+    timings: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Bands and scores at `targets` from `raw` (the TSDB's points from the context start to
     the last target). Hygiene runs on exactly this window, so a point's forecast depends on
     the window alone. Scores are computed against observed values only: a point hygiene
     filled in gets a forecast but no score (nothing was observed there)."""
+    clock = Stopwatch(timings)
     clean = prepare(raw, pipeline.step, HygienePolicy())
+    clock.lap("prepare")
     bands = engine.predict(
         model, SeriesFrame(clean.frame, labels), list(targets), pipeline.model.level
     )
+    clock.lap("model")
     skipped = {**clean.skipped, **bands.attrs.get("skipped", {})}
     scored = bands.merge(_observed(raw, pipeline.step), on=["unique_id", "ds"], how="left")
     s = pipeline.scoring
@@ -44,7 +49,23 @@ def score_window(
         min_dev=s.min_dev,
         min_rel_dev=s.min_rel_dev,
     )
+    clock.lap("score")
     return scored, skipped
+
+
+class Stopwatch:
+    """Adds the time since the last lap to `timings[name]` (phases of an infer run, for the
+    run's log line and the benchmark); does nothing without a dict."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.timings is not None:
+            self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+        self.last = now
 
 
 def _observed(raw: pd.DataFrame, step: timedelta) -> pd.DataFrame:
