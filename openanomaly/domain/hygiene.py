@@ -43,25 +43,24 @@ def prepare(frame: pd.DataFrame, step: timedelta, policy: HygienePolicy) -> Prep
     step_ns = int(step.total_seconds() * 1e9)
     if step_ns <= 0:
         raise ValueError("step must be positive")
-    data = frame[["unique_id", "ds", "y"]]
-    all_ids = pd.unique(data["unique_id"])
-    data = data[np.isfinite(data["y"].to_numpy(dtype=np.float64))]
-    if data.empty:
-        return Prepared(_empty(), {str(u): "no finite values" for u in all_ids})
+    raw_ids = frame["unique_id"].to_numpy()
+    finite = np.isfinite(frame["y"].to_numpy(dtype=np.float64))
+    if not finite.any():
+        return Prepared(_empty(), {str(u): "no finite values" for u in pd.unique(raw_ids)})
 
     # 2. the step grid; samples sharing a step are averaged
-    ds_ns = data["ds"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    slot = ds_ns // step_ns
-    grouped = (
-        pd.DataFrame(
-            {"unique_id": data["unique_id"].to_numpy(), "slot": slot, "y": data["y"].to_numpy()}
+    ids = raw_ids[finite]
+    slots = frame["ds"].to_numpy(dtype="datetime64[ns]").astype(np.int64)[finite] // step_ns
+    values = frame["y"].to_numpy(dtype=np.float64)[finite]
+    if not _sorted_on_grid(ids, slots):  # TSDB answers already are: no regrouping then
+        grouped = (
+            pd.DataFrame({"unique_id": ids, "slot": slots, "y": values})
+            .groupby(["unique_id", "slot"], sort=True)["y"]
+            .mean()
         )
-        .groupby(["unique_id", "slot"], sort=True)["y"]
-        .mean()
-    )
-    ids = grouped.index.get_level_values(0).to_numpy()
-    slots = grouped.index.get_level_values(1).to_numpy(dtype=np.int64)
-    values = grouped.to_numpy(dtype=np.float64)
+        ids = grouped.index.get_level_values(0).to_numpy()
+        slots = grouped.index.get_level_values(1).to_numpy(dtype=np.int64)
+        values = grouped.to_numpy(dtype=np.float64)
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     ends = np.r_[starts[1:], len(ids)]
 
@@ -100,17 +99,35 @@ def prepare(frame: pd.DataFrame, step: timedelta, policy: HygienePolicy) -> Prep
             "y": out_values,
         }
     )
-    counts = clean.groupby("unique_id", sort=False).size()
-    short = counts[counts < policy.min_points]
-    skipped = {str(u): "no finite values" for u in set(all_ids) - set(ids)}
-    for unique_id, count in short.items():
+    # kept points per series: lengths summed over each series' kept points
+    per_point = np.add.reduceat(lengths, np.flatnonzero(np.r_[True, k_ids[1:] != k_ids[:-1]]))
+    series_ids = k_ids[np.flatnonzero(np.r_[True, k_ids[1:] != k_ids[:-1]])]
+    skipped: dict[str, str] = {}
+    everyone = set(raw_ids[np.r_[True, raw_ids[1:] != raw_ids[:-1]]].tolist())  # runs: cheap
+    if len(series_ids) != len(everyone):  # some series had no finite value
+        for uid in everyone - set(series_ids.tolist()):
+            skipped[str(uid)] = "no finite values"
+    short = per_point < policy.min_points
+    for unique_id, count in zip(series_ids[short].tolist(), per_point[short].tolist(), strict=True):
         skipped[str(unique_id)] = (
             f"{count} usable point(s) (finite values after the last gap longer than "
             f"{policy.max_gap_steps} steps); needs {policy.min_points}"
         )
-    if len(short):
-        clean = clean[~clean["unique_id"].isin(short.index)]
+    if short.any():
+        clean = clean[~np.repeat(short, per_point)]
     return Prepared(clean.reset_index(drop=True), skipped, filled)
+
+
+def _sorted_on_grid(ids: np.ndarray, slots: np.ndarray) -> bool:
+    """Series in contiguous runs, in increasing id order, one point per step, in time order."""
+    if not len(ids):
+        return True
+    change = np.r_[True, ids[1:] != ids[:-1]]
+    run_ids = ids[change]
+    if len(run_ids) > 1 and not bool(np.all(run_ids[1:] > run_ids[:-1])):
+        return False
+    increasing = np.r_[True, slots[1:] > slots[:-1]]
+    return bool(np.all(increasing | change))
 
 
 def _empty() -> pd.DataFrame:

@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from threading import Lock
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from openanomaly.config.pipeline import Pipeline
@@ -37,6 +39,12 @@ class ContextCache:
     _lock: Lock = field(default_factory=Lock)
     full_reads: int = 0
     incremental_reads: int = 0
+    # Output labels per pipeline and series, built once (a pipeline change calls forget).
+    _outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def output_labels(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            return self._outputs.setdefault(name, {})
 
     def read(
         self,
@@ -66,10 +74,9 @@ class ContextCache:
         fresh = self._query(reader, pipeline, fetch_from, end)
         self.incremental_reads += 1
         kept = entry.data[(entry.data["ds"] >= start) & (entry.data["ds"] < fetch_from)]
-        data = pd.concat([kept, fresh.data], ignore_index=True)
-        data = data.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+        data = _merge_sorted(kept, fresh.data)
         labels = {**entry.labels, **fresh.labels}
-        present = set(data["unique_id"].unique())
+        present = set(_runs(data["unique_id"].to_numpy())[0].tolist())
         labels = {uid: lab for uid, lab in labels.items() if uid in present}
         self._store(pipeline.name, _Entry(key, data, labels, end))
         return SeriesFrame(data, labels)
@@ -88,3 +95,27 @@ class ContextCache:
     def forget(self, name: str) -> None:
         with self._lock:
             self._entries.pop(name, None)
+            self._outputs.pop(name, None)
+
+
+def _runs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(id, length) of each run of equal ids: frames are sorted by id, so runs are series."""
+    if not len(ids):
+        return ids, np.empty(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    return ids[starts], np.diff(np.r_[starts, len(ids)])
+
+
+def _merge_sorted(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Both sorted by (unique_id, ds), every new point after the old ones of its series:
+    interleave the series without a string sort (runs are ranked through a small dict)."""
+    old_ids, old_len = _runs(old["unique_id"].to_numpy())
+    new_ids, new_len = _runs(new["unique_id"].to_numpy())
+    rank = {uid: i for i, uid in enumerate(sorted(set(old_ids.tolist()) | set(new_ids.tolist())))}
+    codes = np.r_[
+        np.repeat(np.array([rank[u] for u in old_ids.tolist()], dtype=np.int64), old_len),
+        np.repeat(np.array([rank[u] for u in new_ids.tolist()], dtype=np.int64), new_len),
+    ]
+    order = np.argsort(codes, kind="stable")
+    both = pd.concat([old, new], ignore_index=True)
+    return both.take(order).reset_index(drop=True)

@@ -139,7 +139,8 @@ def _infer(
     clock = Stopwatch(outcome.timings)
     scored = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     own = {"pipeline": pipeline.name, "model": pipeline.model.name, **pipeline.output.labels}
-    series = build_outputs(scored, frame.labels, pipeline.output.prefix, own)
+    cache = contexts.output_labels(pipeline.name) if contexts is not None else None
+    series = build_outputs(scored, frame.labels, pipeline.output.prefix, own, cache)
     clock.lap("score")
     result = ports.writer.write(series)
     clock.lap("write")

@@ -38,7 +38,8 @@ def score_window(
     )
     clock.lap("model")
     skipped = {**clean.skipped, **bands.attrs.get("skipped", {})}
-    scored = bands.merge(_observed(raw, pipeline.step), on=["unique_id", "ds"], how="left")
+    observed = _observed(raw, pipeline.step, targets)
+    scored = bands.merge(observed, on=["unique_id", "ds"], how="left")
     s = pipeline.scoring
     scored["score"] = anomaly_score(
         scored["y"].to_numpy(dtype=np.float64),
@@ -68,11 +69,14 @@ class Stopwatch:
         self.last = now
 
 
-def _observed(raw: pd.DataFrame, step: timedelta) -> pd.DataFrame:
-    """Finite observed values on the step grid (several in one step averaged, as hygiene does)."""
-    finite = raw[np.isfinite(raw["y"].to_numpy(dtype=np.float64))]
+def _observed(raw: pd.DataFrame, step: timedelta, targets: pd.DatetimeIndex) -> pd.DataFrame:
+    """Finite observed values at `targets` on the step grid (several in one step averaged,
+    as hygiene does)."""
     step_ns = int(step.total_seconds() * 1e9)
-    ns = finite["ds"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    ns_all = raw["ds"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    wanted = np.isin(ns_all - ns_all % step_ns, targets.asi8)
+    finite = raw[wanted & np.isfinite(raw["y"].to_numpy(dtype=np.float64))]
+    ns = ns_all[wanted & np.isfinite(raw["y"].to_numpy(dtype=np.float64))]
     slot = pd.to_datetime(ns - ns % step_ns, unit="ns", utc=True)
     observed: pd.DataFrame = (
         pd.DataFrame({"unique_id": finite["unique_id"].to_numpy(), "ds": slot, "y": finite["y"]})
