@@ -118,3 +118,29 @@ def test_constant_series_pass_unchanged() -> None:
     )
     got = prepare(frame, STEP, HygienePolicy())
     assert got.frame["y"].tolist() == [3.0] * 4
+
+
+def test_clean_input_takes_the_fast_path_with_the_same_result() -> None:
+    """TSDB answers are usually on the grid, sorted and complete: prepare returns them as they
+    are. Shuffled, the same rows go through the full policy and must come out the same."""
+    stamps = pd.date_range("2026-01-01", periods=50, freq="1min", tz="UTC")
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "unique_id": np.repeat(["a", "b", "c"], [50, 50, 1]),
+            "ds": np.r_[stamps, stamps, stamps[:1]],
+            "y": rng.normal(size=101),
+        }
+    )
+    fast = prepare(frame, STEP, HygienePolicy(min_points=2))
+    full = prepare(frame.sample(frac=1, random_state=1), STEP, HygienePolicy(min_points=2))
+    pd.testing.assert_frame_equal(fast.frame, full.frame, check_dtype=False)
+    assert (
+        fast.skipped
+        == full.skipped
+        == {
+            "c": "1 usable point(s) (finite values after the last gap longer than 5 steps); needs 2"
+        }
+    )
+    assert fast.frame["ds"].is_monotonic_increasing is False  # two series, each in time order
+    assert len(fast.frame) == 100
