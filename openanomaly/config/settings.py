@@ -127,7 +127,7 @@ class TSDBSettings(StrictModel):
         description="Longer ranges are split; Prometheus refuses > 11,000 points per series",
     )
     max_samples_per_request: int = Field(
-        1_000_000,
+        250_000,
         ge=1_000,
         description="Longer answers are split in time so one response stays small in memory",
     )

@@ -106,22 +106,22 @@ def test_parse_refuses_bad_answers(body: bytes, reason: str) -> None:
 
 def test_chunks_are_fetched_and_stitched(server: ScriptedServer) -> None:
     s0 = T0.timestamp()
-    server.script = [
-        Reply(body=matrix(({"i": "a"}, [[s0 + 60 * k, str(k)] for k in range(0, 3)]))),
+    server.script = [  # the newest points first: they tell how many series there are
         Reply(
             body=matrix(
-                ({"i": "a"}, [[s0 + 60 * k, str(k)] for k in range(3, 5)]),
+                ({"i": "a"}, [[s0 + 60 * k, str(k)] for k in range(2, 5)]),
                 ({"i": "b"}, [[s0 + 240, "9"]]),
             )
         ),
+        Reply(body=matrix(({"i": "a"}, [[s0 + 60 * k, str(k)] for k in range(0, 2)]))),
     ]
     frame = reader(server, max_points_per_request=3, read_concurrency=1).query_range(
         "q", T0, T0 + timedelta(minutes=4), timedelta(minutes=1)
     )
     forms = [seen.form for seen in server.seen]
     assert [(f["start"][0], f["end"][0]) for f in forms] == [
-        (f"{s0:.3f}", f"{s0 + 120:.3f}"),
-        (f"{s0 + 180:.3f}", f"{s0 + 240:.3f}"),
+        (f"{s0 + 120:.3f}", f"{s0 + 240:.3f}"),
+        (f"{s0:.3f}", f"{s0 + 60:.3f}"),
     ]
     assert (forms[0]["query"], forms[0]["step"], forms[0]["timeout"]) == (
         ["q"],
@@ -266,3 +266,24 @@ def test_missing_ca_file_is_a_clear_error(tmp_path: Path) -> None:
     settings = TSDBSettings.model_validate({"tls": {"ca_file": str(tmp_path / "nope.pem")}})
     with pytest.raises(OpenAnomalyError, match=r"tsdb\.tls: cannot load certificates"):
         PrometheusReader(settings)
+
+
+def test_a_range_whose_start_has_no_data_is_still_split_by_samples(
+    server: ScriptedServer,
+) -> None:
+    """The series count comes from the newest points: a context reaching back before the
+    data began must not turn into one giant answer (found at 10,000 series: one 100 MB body,
+    ~1 GB to parse)."""
+    s0 = T0.timestamp()
+    end = s0 + 1199
+    newest = [[end - k, "1"] for k in range(15, -1, -1)]
+    server.script = [Reply(body=matrix(({"i": "a"}, newest), ({"i": "b"}, newest)))]
+    server.script += [Reply(body=matrix()) for _ in range(3)]
+    frame = reader(server, max_samples_per_request=1000, read_concurrency=1).query_range(
+        "q", T0, T0 + timedelta(seconds=1199), timedelta(seconds=1)
+    )
+    spans = [(float(f.form["start"][0]), float(f.form["end"][0])) for f in server.seen]
+    assert spans[0] == (end - 15, end)
+    assert len(spans) == 4
+    assert all(b - a + 1 <= 500 for a, b in spans[1:])  # 1,000 samples / 2 series
+    assert frame.series_count == 2
