@@ -34,6 +34,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class _GridTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """An IntervalTrigger that stays on its grid (`start_date` + n * interval) after a run
+    started by hand: the plain one fires next at that run's time + interval, so one POST
+    .../infer would shift every later infer off the step grid for good."""
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        # The first grid point strictly after the previous run (never that run again).
+        after = (
+            now if previous_fire_time is None else previous_fire_time + timedelta(microseconds=1)
+        )
+        fire: datetime | None = super().get_next_fire_time(None, after)
+        return fire
+
+
 @dataclass
 class PipelineState:
     loaded: LoadedPipeline
@@ -83,9 +99,14 @@ class Daemon:
     async def stop(self) -> None:
         """Stop scheduling, let running jobs finish within the grace period, flush."""
         self.started = False
-        self.scheduler.shutdown(wait=False)
+        # Pause first and shut the scheduler down last: its shutdown cancels the coroutines
+        # still awaiting their runs, so runs that finish within the grace period would
+        # otherwise go unrecorded in the metrics and log a CancelledError traceback.
+        self.scheduler.pause()
         grace = self.app.settings.jobs.shutdown_grace.total_seconds()
         await asyncio.to_thread(self.dispatcher.shutdown, grace)
+        await asyncio.sleep(0)  # let the finished runs' coroutines record them
+        self.scheduler.shutdown(wait=False)
 
     # --- pipelines -------------------------------------------------------------------------
 
@@ -95,8 +116,8 @@ class Daemon:
         fingerprint = self.app.pipelines.fingerprint()
         if fingerprint == self._fingerprint and not force:
             return
-        self._fingerprint = fingerprint
         loaded = self.app.pipelines.load()
+        self._fingerprint = fingerprint  # after a load that did not raise: else retry next time
         broken_files = {p.where for p in loaded.problems}
         fresh = {item.pipeline.name: item for item in loaded.pipelines}
         for name, state in list(self.pipelines.items()):
@@ -158,7 +179,7 @@ class Daemon:
         start = floor_to_step(now, every) + every  # aligned to the grid of `every`
         self.scheduler.add_job(
             self._infer_job,
-            IntervalTrigger(seconds=every.total_seconds(), start_date=start),
+            _GridTrigger(seconds=every.total_seconds(), start_date=start),
             args=[name],
             id=f"infer:{name}",
             replace_existing=True,
@@ -207,7 +228,7 @@ class Daemon:
         state = self.pipelines.get(name)
         if state is None:
             return None
-        if self.app.registry.active_model(name) is None:
+        if await asyncio.to_thread(self.app.registry.active_model, name) is None:
             return None  # the first train has not finished (or failed; that run says why)
         pipeline = state.loaded.pipeline
         scheduled = datetime.now(UTC)
@@ -240,6 +261,9 @@ class Daemon:
     ) -> RunRecord | None:
         try:
             run: RunRecord = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except asyncio.CancelledError:  # shutting down: queued and abandoned runs end here
+            log.info("%s: %s run not awaited any longer: the daemon is stopping", name, kind)
+            return None
         except TimeoutError:
             log.error("%s: %s run exceeded its %.0fs timeout", name, kind, timeout)
             failed = RunRecord(
