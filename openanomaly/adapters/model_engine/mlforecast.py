@@ -90,6 +90,7 @@ class MLForecastEngine(MLForecastCatalog):
 
     def fit(self, frame: SeriesFrame, spec: ModelSpec, step: timedelta) -> FittedRegressor:
         import numpy as np
+        import pandas as pd
 
         params = dict(spec.params)
         seasons = season_steps(params.pop("season_length", None), step)
@@ -123,10 +124,12 @@ class MLForecastEngine(MLForecastCatalog):
         ids = table["unique_id"][calibration].to_numpy()
         quantile = spec.level / 100
         fitted.pooled_half_width = float(np.quantile(errors, quantile)) if len(errors) else 0.0
-        for uid in np.unique(ids):
-            own = errors[ids == uid]
-            if len(own) >= MIN_CALIBRATION:
-                fitted.half_width[str(uid)] = float(np.quantile(own, quantile))
+        # One grouped pass (a mask per series would be quadratic: ~265 s at 10,000 series).
+        by_series = pd.Series(errors).groupby(ids)
+        sizes = by_series.size()
+        quantiles = by_series.quantile(quantile)
+        for uid in sizes.index[sizes.to_numpy() >= MIN_CALIBRATION]:
+            fitted.half_width[str(uid)] = float(quantiles[uid])
         fitted.regressor = self._regressor(spec.name, params)
         fitted.regressor.fit(features, table["y"])
         return fitted
@@ -158,8 +161,20 @@ class MLForecastEngine(MLForecastCatalog):
         import numpy as np
         import pandas as pd
 
-        table = self._features(model, context)
+        from openanomaly.domain.series import SeriesFrame
+
         wanted = pd.to_datetime(list(at), utc=True).tz_localize(None)
+        # Features at t need at most max(lags, rolling) points before t: build them only for
+        # the end of the context, not all of it (~10x less work for one scored point).
+        need = max(*model.lags, model.rolling) + 1
+        earliest = wanted.min() - pd.Timedelta(model.freq) * need if len(wanted) else None
+        if earliest is not None:
+            data = context.data
+            context = SeriesFrame(
+                data[data["ds"].dt.tz_localize(None) >= earliest].reset_index(drop=True),
+                context.labels,
+            )
+        table = self._features(model, context)
         table = table[table["ds"].isin(wanted)]
         features = table.drop(columns=["unique_id", "ds", "y"])
         usable = features.notna().all(axis=1).to_numpy()

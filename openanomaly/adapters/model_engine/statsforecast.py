@@ -172,7 +172,8 @@ class StatsForecastEngine(StatsForecastCatalog):
         import pandas as pd
 
         data = context.data
-        ds = pd.to_datetime(data["ds"], utc=True).to_numpy(dtype="datetime64[ns]")
+        # Already UTC in a SeriesFrame; to_datetime's unique-value cache costs 40 ms at 10k.
+        ds = pd.to_datetime(data["ds"], utc=True, cache=False).to_numpy(dtype="datetime64[ns]")
         wanted = pd.to_datetime(list(at), utc=True).to_numpy(dtype="datetime64[ns]")
         take_all = np.isin(ds, wanted)
         ids = data["unique_id"].to_numpy()
@@ -209,19 +210,20 @@ class StatsForecastEngine(StatsForecastCatalog):
                 take[:skip] = False  # before the aligned start: no forecast there
             result = fitted.forward(y=y_all[start + skip : end], h=1, fitted=True)
             yhat = np.asarray(result["fitted"])[take[skip:]]
-            out_ids.append(np.full(len(yhat), uid, dtype=object))
+            out_ids.append(uid)
             out_ds.append(ds[start:end][take])
             out_yhat.append(yhat)
-            out_half.append(np.full(len(yhat), z * model.sigma[uid]))
+            out_half.append(z * model.sigma[uid])
         if not out_ids:
             empty = pd.DataFrame(columns=["unique_id", "ds", "yhat", "yhat_lower", "yhat_upper"])
             empty.attrs["skipped"] = skipped
             return empty
+        counts = [len(y) for y in out_yhat]
         yhat = np.concatenate(out_yhat)
-        half = np.concatenate(out_half)
+        half = np.repeat(np.asarray(out_half, dtype=np.float64), counts)
         bands = pd.DataFrame(
             {
-                "unique_id": np.concatenate(out_ids),
+                "unique_id": np.repeat(np.asarray(out_ids, dtype=object), counts),
                 "ds": pd.to_datetime(np.concatenate(out_ds), utc=True),
                 "yhat": yhat,
                 "yhat_lower": yhat - half,
