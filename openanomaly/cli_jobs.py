@@ -33,6 +33,28 @@ def _app_and_pipeline(settings_args: dict[str, Any], name: str) -> tuple[Any, An
     return application, found.pipeline
 
 
+def _run_once(settings_args: dict[str, Any], name: str, kind: str, as_json: bool) -> None:
+    """One train or infer run in the foreground, printed; exit 1 unless it succeeded."""
+    from openanomaly.daemon.http import run_json
+    from openanomaly.usecases.common import ModelCache
+    from openanomaly.usecases.infer import infer
+    from openanomaly.usecases.train import train
+
+    application, pipeline = _app_and_pipeline(settings_args, name)
+    try:
+        if kind == "train":
+            keep = application.settings.jobs.keep_models
+            run = train(pipeline, application.ports(), keep_models=keep)
+        else:
+            run = infer(pipeline, application.ports(), ModelCache()).run
+    finally:
+        application.close(timeout=30)
+    columns = ["pipeline", "kind", "status", "series_scored", "samples_written", "error"]
+    _print([run_json(run)], as_json, columns)
+    if run.status != "ok":
+        sys.exit(1)
+
+
 @app.command("train")
 @with_settings
 def train_command(
@@ -42,19 +64,7 @@ def train_command(
     settings_args: dict[str, Any],
 ) -> None:
     """Train one pipeline now, in the foreground; exit 0 only when a model was registered."""
-    from openanomaly.daemon.http import run_json
-    from openanomaly.usecases.train import train
-
-    application, pipeline = _app_and_pipeline(settings_args, name)
-    try:
-        run = train(
-            pipeline, application.ports(), keep_models=application.settings.jobs.keep_models
-        )
-    finally:
-        application.close(timeout=30)
-    _print([run_json(run)], as_json, ["pipeline", "kind", "status", "series_scored", "error"])
-    if run.status != "ok":
-        sys.exit(1)
+    _run_once(settings_args, name, "train", as_json)
 
 
 @app.command("infer")
@@ -66,19 +76,7 @@ def infer_command(
     settings_args: dict[str, Any],
 ) -> None:
     """Score one pipeline's new points now, in the foreground; exit 0 only on success."""
-    from openanomaly.daemon.http import run_json
-    from openanomaly.usecases.common import ModelCache
-    from openanomaly.usecases.infer import infer
-
-    application, pipeline = _app_and_pipeline(settings_args, name)
-    try:
-        outcome = infer(pipeline, application.ports(), ModelCache())
-    finally:
-        application.close(timeout=30)
-    columns = ["pipeline", "kind", "status", "series_scored", "samples_written", "error"]
-    _print([run_json(outcome.run)], as_json, columns)
-    if outcome.run.status != "ok":
-        sys.exit(1)
+    _run_once(settings_args, name, "infer", as_json)
 
 
 @app.command("models")
