@@ -1,4 +1,4 @@
-"""Prometheus `query_range` answers -> arrays, and chunks stitched into one frame.
+"""Prometheus `query_range` answers -> arrays (chunks are joined in `assemble`).
 
 JSON is parsed with orjson; each series' `[[ts, "value"], ...]` becomes two numpy arrays.
 Values are strings on the wire: "NaN", "+Inf" and "-Inf" parse as such.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
-import pandas as pd
 
 from openanomaly.adapters.metrics_reader.fastparse import parse_fast
-from openanomaly.domain.series import SeriesFrame, series_id
+from openanomaly.domain.series import series_id
 from openanomaly.errors import TSDBQueryError
 
 
@@ -124,48 +123,3 @@ def samples_to_arrays(
     ms = np.rint(seconds * 1000.0).astype(np.int64)
     values = np.array(texts, dtype=np.float64)
     return ms, values
-
-
-def stitch(chunks: Iterable[RangeResult]) -> RangeResult:
-    """Join consecutive range chunks per series. Chunks do not overlap by construction; a
-    timestamp seen twice (a server that returned a boundary point in both) is kept once."""
-    merged = RangeResult()
-    parts_ts: dict[str, list[npt.NDArray[np.int64]]] = {}
-    parts_v: dict[str, list[npt.NDArray[np.float64]]] = {}
-    for chunk in chunks:
-        merged.warnings += chunk.warnings
-        for key, labels in chunk.labels.items():
-            merged.labels.setdefault(key, labels)
-            parts_ts.setdefault(key, []).append(chunk.timestamps[key])
-            parts_v.setdefault(key, []).append(chunk.values[key])
-    for key in merged.labels:
-        if len(parts_ts[key]) == 1:
-            merged.timestamps[key], merged.values[key] = parts_ts[key][0], parts_v[key][0]
-            continue
-        ts = np.concatenate(parts_ts[key])
-        values = np.concatenate(parts_v[key])
-        if not bool((ts[1:] > ts[:-1]).all()):  # chunks arrive in order: this is the rare case
-            order = np.argsort(ts, kind="stable")
-            ts, values = ts[order], values[order]
-            keep = np.ones(len(ts), dtype=bool)
-            keep[1:] = ts[1:] != ts[:-1]
-            ts, values = ts[keep], values[keep]
-        merged.timestamps[key], merged.values[key] = ts, values
-    return merged
-
-
-def to_frame(result: RangeResult) -> SeriesFrame:
-    """Long frame (unique_id, ds, y), sorted by unique_id then ds."""
-    keys = sorted(result.labels)
-    counts = [len(result.timestamps[k]) for k in keys]
-    if keys and sum(counts):
-        ids = np.repeat(np.array(keys, dtype=object), counts)
-        ms = np.concatenate([result.timestamps[k] for k in keys])
-        y = np.concatenate([result.values[k] for k in keys])
-    else:
-        ids, ms, y = np.empty(0, dtype=object), np.empty(0, np.int64), np.empty(0, np.float64)
-    data = pd.DataFrame(
-        {"unique_id": ids, "ds": pd.to_datetime(ms, unit="ms", utc=True), "y": y},
-        copy=False,  # the arrays are ours alone: a copy would double the peak memory
-    )
-    return SeriesFrame(data=data, labels={k: result.labels[k] for k in keys})

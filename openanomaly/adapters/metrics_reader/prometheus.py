@@ -13,11 +13,9 @@ from datetime import datetime, timedelta
 import httpx
 
 from openanomaly.adapters.http_client import build_client, post_with_retries, server_message
+from openanomaly.adapters.metrics_reader.assemble import FlatChunk, assemble, flatten
 from openanomaly.adapters.metrics_reader.parse import (
-    RangeResult,
     parse_range_body,
-    stitch,
-    to_frame,
 )
 from openanomaly.config.settings import TSDBSettings
 from openanomaly.domain.series import SeriesFrame
@@ -91,7 +89,7 @@ class PrometheusReader:
     ) -> SeriesFrame:
         start_ms, end_ms, step_ms = align(start, end, step)
         if end_ms < start_ms:
-            return to_frame(RangeResult())
+            return assemble([])[0]
         limit = self.settings.max_points_per_request
         # A short chunk at the *end* of the range tells how many series the query returns
         # (the newest data has them all; the start of a range often has none yet); the rest
@@ -112,16 +110,16 @@ class PrometheusReader:
                 ]
                 rest = [f.result() for f in futures]
         results = [*rest, last]
-        merged = stitch(results)
-        del results, last, rest  # let the chunks go before the frame is built
-        for warning in dict.fromkeys(merged.warnings):
+        del rest, last  # `assemble` empties `results` as it goes
+        frame, warnings = assemble(results)
+        for warning in dict.fromkeys(warnings):
             log.warning("TSDB warning for query %r: %s", query, warning)
-        _check_series_limit(len(merged.labels), max_series)
-        return to_frame(merged)
+        _check_series_limit(len(frame.labels), max_series)
+        return frame
 
     def _fetch(
         self, query: str, start_ms: int, end_ms: int, step_ms: int, max_series: int | None
-    ) -> RangeResult:
+    ) -> FlatChunk:
         form = {
             "query": query,
             "start": f"{start_ms / 1000:.3f}",
@@ -137,7 +135,7 @@ class PrometheusReader:
             result = parse_range_body(body)
         del body
         _check_series_limit(len(result.labels), max_series)
-        return result
+        return flatten(result)
 
     def _post(self, form: dict[str, str]) -> bytes:
         outcome = post_with_retries(
