@@ -23,6 +23,8 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from openanomaly.domain.series import utc_times
+
 
 @dataclass(frozen=True)
 class HygienePolicy:
@@ -93,7 +95,7 @@ def prepare(frame: pd.DataFrame, step: timedelta, policy: HygienePolicy) -> Prep
     clean = pd.DataFrame(
         {
             "unique_id": out_ids,
-            "ds": pd.to_datetime(out_slot * step_ns, unit="ns", utc=True),
+            "ds": utc_times(out_slot * step_ns),
             "y": out_values,
         }
     )
@@ -157,10 +159,16 @@ def _already_clean(
         )
         for uid, count in zip(run_ids[short].tolist(), counts[short].tolist(), strict=True)
     }
-    clean = frame[["unique_id", "ds", "y"]]
+    clean = (
+        frame
+        if list(frame.columns) == ["unique_id", "ds", "y"]
+        else frame[["unique_id", "ds", "y"]]
+    )
     if short.any():
         clean = clean[~np.repeat(short, counts)]
-    return Prepared(clean.reset_index(drop=True), skipped, 0)
+    if not (isinstance(clean.index, pd.RangeIndex) and clean.index.start == 0):
+        clean = clean.reset_index(drop=True)  # copies: only when the index needs it
+    return Prepared(clean, skipped, 0)
 
 
 def _sorted_on_grid(ids: np.ndarray, slots: np.ndarray) -> bool:

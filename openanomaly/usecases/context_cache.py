@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from openanomaly.config.pipeline import Pipeline
-from openanomaly.domain.series import SeriesFrame
+from openanomaly.domain.series import SeriesFrame, utc_times
 from openanomaly.ports import MetricsReader
 
 OVERLAP_STEPS = 3
@@ -31,6 +31,7 @@ class _Entry:
     data: pd.DataFrame
     labels: dict[str, dict[str, str]]
     end: datetime  # the newest time read
+    runs: tuple[np.ndarray, np.ndarray] | None = None  # (series, point count), in data order
 
 
 @dataclass
@@ -73,12 +74,11 @@ class ContextCache:
         fetch_from = entry.end - overlap
         fresh = self._query(reader, pipeline, fetch_from, end)
         self.incremental_reads += 1
-        kept = entry.data[(entry.data["ds"] >= start) & (entry.data["ds"] < fetch_from)]
-        data = _merge_sorted(kept, fresh.data)
+        data, runs = _append(entry.data, fresh.data, start, fetch_from, entry.runs)
         labels = {**entry.labels, **fresh.labels}
-        present = set(_runs(data["unique_id"].to_numpy())[0].tolist())
+        present = set(runs[0].tolist())
         labels = {uid: lab for uid, lab in labels.items() if uid in present}
-        self._store(pipeline.name, _Entry(key, data, labels, end))
+        self._store(pipeline.name, _Entry(key, data, labels, end, runs))
         return SeriesFrame(data, labels)
 
     def _query(
@@ -106,16 +106,52 @@ def _runs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids[starts], np.diff(np.r_[starts, len(ids)])
 
 
-def _merge_sorted(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """Both sorted by (unique_id, ds), every new point after the old ones of its series:
-    interleave the series without a string sort (runs are ranked through a small dict)."""
-    old_ids, old_len = _runs(old["unique_id"].to_numpy())
-    new_ids, new_len = _runs(new["unique_id"].to_numpy())
-    rank = {uid: i for i, uid in enumerate(sorted(set(old_ids.tolist()) | set(new_ids.tolist())))}
-    codes = np.r_[
-        np.repeat(np.array([rank[u] for u in old_ids.tolist()], dtype=np.int64), old_len),
-        np.repeat(np.array([rank[u] for u in new_ids.tolist()], dtype=np.int64), new_len),
-    ]
-    order = np.argsort(codes, kind="stable")
-    both = pd.concat([old, new], ignore_index=True)
-    return both.take(order).reset_index(drop=True)
+def _columns(data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ns = data["ds"].to_numpy(dtype="datetime64[ns]").view(np.int64)  # whatever the unit
+    return data["unique_id"].to_numpy(), ns, data["y"].to_numpy(dtype=np.float64)
+
+
+def _append(
+    old: pd.DataFrame,
+    new: pd.DataFrame,
+    start: datetime,
+    fetch_from: datetime,
+    old_runs: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray]]:
+    """The old points in [start, fetch_from) and all the new ones, per series in id order.
+
+    Both frames are sorted by (unique_id, ds) and every new point of a series comes after its
+    kept old ones, so each row's place is computed (run offsets) and written with numpy,
+    without a sort or a pandas `take` (which took 2.9 s a cycle at 10,000 series x 1 day)."""
+    o_ids, o_ns, o_y = _columns(old)
+    keep = (o_ns >= int(pd.Timestamp(start).value)) & (o_ns < int(pd.Timestamp(fetch_from).value))
+    if not keep.all():
+        o_ids, o_ns, o_y = o_ids[keep], o_ns[keep], o_y[keep]
+        old_runs = None  # points dropped: count again
+    n_ids, n_ns, n_y = _columns(new)
+    # Comparing 14 M object ids to find the runs costs ~0.35 s: reuse the last cycle's.
+    o_run, o_len = old_runs if old_runs is not None else _runs(o_ids)
+    n_run, n_len = _runs(n_ids)
+    o_at = dict(zip(o_run.tolist(), (np.cumsum(o_len) - o_len).tolist(), strict=True))
+    n_at = dict(zip(n_run.tolist(), (np.cumsum(n_len) - n_len).tolist(), strict=True))
+    o_n = dict(zip(o_run.tolist(), o_len.tolist(), strict=True))
+    n_n = dict(zip(n_run.tolist(), n_len.tolist(), strict=True))
+    names = sorted(o_at.keys() | n_at.keys())
+    total = np.array([o_n.get(u, 0) + n_n.get(u, 0) for u in names], dtype=np.int64)
+    ns = np.empty(int(total.sum()), dtype=np.int64)
+    y = np.empty(len(ns), dtype=np.float64)
+    # A slice copy per series and side: ~20,000 memcpy at 10,000 series, far cheaper than
+    # building and scattering through 14 M-entry index arrays.
+    cursor = 0
+    for uid in names:
+        for at, count, src_ns, src_y in (
+            (o_at.get(uid), o_n.get(uid, 0), o_ns, o_y),
+            (n_at.get(uid), n_n.get(uid, 0), n_ns, n_y),
+        ):
+            if count:
+                ns[cursor : cursor + count] = src_ns[at : at + count]
+                y[cursor : cursor + count] = src_y[at : at + count]
+                cursor += count
+    ids = np.repeat(np.array(names, dtype=object), total)
+    data = pd.DataFrame({"unique_id": ids, "ds": utc_times(ns), "y": y}, copy=False)
+    return data, (np.array(names, dtype=object), total)

@@ -140,9 +140,11 @@ def _infer(
     parts, skipped = [], {}
     for rows in series_batches(frame.data, SERIES_PER_BATCH):
         batch = frame.data.iloc[rows]
+        batch.index = pd.RangeIndex(len(batch))  # a view with its own index: no copy later
         for start in np.unique(starts):
             targets = at[starts == start]
-            raw = batch[batch["ds"].between(start, targets[-1])].reset_index(drop=True)
+            inside = batch["ds"].between(start, targets[-1]).to_numpy()
+            raw = batch if inside.all() else batch[inside]  # the cache holds just this, usually
             part, why = score_window(
                 pipeline,
                 engine,

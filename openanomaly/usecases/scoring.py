@@ -12,7 +12,7 @@ import pandas as pd
 from openanomaly.config.pipeline import Pipeline
 from openanomaly.domain.hygiene import HygienePolicy, prepare
 from openanomaly.domain.scoring import anomaly_score
-from openanomaly.domain.series import SeriesFrame
+from openanomaly.domain.series import SeriesFrame, utc_times
 from openanomaly.ports import ModelEngine
 
 
@@ -77,7 +77,7 @@ def _observed(raw: pd.DataFrame, step: timedelta, targets: pd.DatetimeIndex) -> 
     wanted = np.isin(ns_all - ns_all % step_ns, targets.asi8)
     finite = raw[wanted & np.isfinite(raw["y"].to_numpy(dtype=np.float64))]
     ns = ns_all[wanted & np.isfinite(raw["y"].to_numpy(dtype=np.float64))]
-    slot = pd.to_datetime(ns - ns % step_ns, unit="ns", utc=True)
+    slot = utc_times(ns - ns % step_ns)
     observed: pd.DataFrame = (
         pd.DataFrame({"unique_id": finite["unique_id"].to_numpy(), "ds": slot, "y": finite["y"]})
         .groupby(["unique_id", "ds"], sort=False)["y"]

@@ -102,3 +102,16 @@ def test_series_that_appear_later_join_and_old_ones_age_out() -> None:
     assert set(later.labels) == {"a", "b"}
     gone = cache.read(reader, P, 1, T0 + timedelta(minutes=250), T0 + timedelta(minutes=300))
     assert set(gone.labels) == {"b"}
+
+
+def test_cycles_with_the_same_start_reuse_series_runs_and_stay_exact() -> None:
+    reader = TableReader(table(600, ("a", "b", "c")))
+    cache = ContextCache()
+    start = T0 + timedelta(minutes=60)
+    for minute in range(300, 306):  # the start stays put: runs carried from cycle to cycle
+        got = cache.read(reader, P, 1, start, T0 + timedelta(minutes=minute))
+        full = TableReader(reader.data).query_range(
+            "up", start, T0 + timedelta(minutes=minute), STEP
+        )
+        pd.testing.assert_frame_equal(got.data, full.data)
+    assert (cache.full_reads, cache.incremental_reads) == (1, 5)
