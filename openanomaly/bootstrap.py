@@ -82,6 +82,8 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
             settings.tsdb, settings.remote_write, settings.storage.data_dir / "outbox"
         ),
         registry=SqlRegistry(settings.storage.effective_registry_url),
-        artifacts=artifact_store(settings.storage.effective_artifacts_url),
+        artifacts=artifact_store(
+            settings.storage.effective_artifacts_url, settings.storage.artifacts_options
+        ),
         clock=clock or utc_now,
     )

@@ -59,6 +59,11 @@ class TSDBQueryError(OpenAnomalyError):
     """The TSDB refused the query (bad PromQL, bad range). Carries the server's message verbatim."""
 
 
+class ArtifactStoreUnavailable(OpenAnomalyError):
+    """Object storage did not answer (network, credentials): the run fails and is retried;
+    unlike ArtifactCorrupt this never triggers a retrain."""
+
+
 class ArtifactCorrupt(OpenAnomalyError):
     """A stored model artifact is missing, truncated or does not match its recorded checksum."""
 

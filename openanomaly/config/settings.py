@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -196,6 +196,10 @@ class StorageSettings(StrictModel):
     )
     artifacts_url: str | None = Field(
         None, description="fsspec URL; default file://{data_dir}/models (s3:// with the s3 extra)"
+    )
+    artifacts_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec/s3fs options for artifacts_url, e.g. endpoint_url, key, secret",
     )
 
     @property

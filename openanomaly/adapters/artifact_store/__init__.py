@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from openanomaly.adapters.artifact_store.local import LocalArtifactStore
@@ -13,12 +14,12 @@ from openanomaly.ports import ArtifactStore
 __all__ = ["LocalArtifactStore", "artifact_store"]
 
 
-def artifact_store(url: str) -> ArtifactStore:
+def artifact_store(url: str, options: dict[str, Any] | None = None) -> ArtifactStore:
     """The store for `storage.effective_artifacts_url`.
 
-    `file:///abs/path` gives a LocalArtifactStore (creating the directory); `s3://` raises
-    MissingExtra without the `s3` extra and ConfigError with it (not implemented yet); anything
-    else, relative file paths included, raises ConfigError.
+    `file:///abs/path` gives a LocalArtifactStore (creating the directory); `s3://bucket/prefix`
+    an FsspecArtifactStore with `options` (endpoint_url, key, secret, ...), or MissingExtra
+    without the `s3` extra; anything else, relative file paths included, raises ConfigError.
     """
     parts = urlsplit(url)
     if parts.scheme == "file":
@@ -29,7 +30,11 @@ def artifact_store(url: str) -> ArtifactStore:
     if parts.scheme == "s3":
         if importlib.util.find_spec("s3fs") is None:
             raise MissingExtra("s3:// artifact storage", "s3", "s3fs")
-        raise _problem("s3:// artifact storage is not implemented yet; use a file:// URL")
+        if not parts.netloc:
+            raise _problem(f"{url!r} needs a bucket: s3://bucket/prefix")
+        from openanomaly.adapters.artifact_store.fsspec_store import FsspecArtifactStore
+
+        return FsspecArtifactStore(url, options)
     raise _problem(f"unsupported artifact URL {url!r}: use file:///absolute/path")
 
 
