@@ -135,18 +135,24 @@ def _write(settings: Any, pipeline: Any, result: Any) -> None:
 
     own = {"pipeline": pipeline.name, "model": pipeline.model.name, **pipeline.output.labels}
     series = build_outputs(result.scored, result.labels, pipeline.output.prefix, own)
-    writer = RemoteWriteWriter(
-        settings.tsdb, settings.remote_write, settings.storage.data_dir / "outbox"
-    )
-    try:
-        written = writer.write(series)
-    finally:
-        writer.close(30)
-    typer.echo(
-        f"wrote {written.accepted} samples to the TSDB ({written.queued} queued, "
-        f"{written.dropped} refused)",
-        err=True,
-    )
+    import tempfile
+
+    # An outbox of its own, thrown away after: the daemon's outbox belongs to the daemon (its
+    # batch numbers and temp files are private to one process). A backtest that cannot
+    # write says so and can simply be run again.
+    with tempfile.TemporaryDirectory(prefix="openanomaly-backtest-") as outbox:
+        writer = RemoteWriteWriter(settings.tsdb, settings.remote_write, Path(outbox))
+        try:
+            written = writer.write(series)
+        finally:
+            writer.close(30)
+    typer.echo(f"wrote {written.accepted} samples to the TSDB", err=True)
+    if written.queued or written.dropped:
+        reason = (
+            f"{written.queued + written.dropped} samples not written "
+            f"({'; '.join(written.errors[:3]) or 'TSDB unavailable'}); run again to retry"
+        )
+        raise ConfigError([Problem("--write", 0, "", reason)])
 
 
 def _progress_bar() -> Any:

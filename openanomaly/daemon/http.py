@@ -45,8 +45,11 @@ def create_api(daemon: Daemon) -> FastAPI:
             problems.append(f"registry: {exc}")
         last = daemon.last_tsdb_ok
         ran_once = daemon.metrics.runs._metrics  # any finished run at all
-        if ran_once and (last is None or datetime.now(UTC) - last > TSDB_FRESHNESS):
-            problems.append("no successful TSDB read or write in the last 15 minutes")
+        everies = [st.loaded.pipeline.infer.every for st in daemon.pipelines.values()]
+        fresh = max([TSDB_FRESHNESS, *(2 * e for e in everies)])
+        if ran_once and (last is None or datetime.now(UTC) - last > fresh):
+            minutes = fresh.total_seconds() / 60
+            problems.append(f"no successful TSDB read or write in the last {minutes:.0f} minutes")
         if problems:
             response.status_code = 503
         return {"ready": not problems, "problems": problems}
@@ -93,7 +96,8 @@ def create_api(daemon: Daemon) -> FastAPI:
         if token is None:
             raise HTTPException(403, "set http.api_token to enable this endpoint")
         expected = f"Bearer {token.get_secret_value()}"
-        if authorization is None or not hmac.compare_digest(authorization, expected):
+        given = (authorization or "").encode("utf-8", "surrogateescape")
+        if not authorization or not hmac.compare_digest(given, expected.encode()):
             raise HTTPException(401, "missing or wrong bearer token")
         if not daemon.trigger(name, kind):
             raise HTTPException(404, f"no pipeline named {name!r}")

@@ -70,6 +70,10 @@ class Daemon:
         self._fingerprint = ""
         self.started = False
         self.last_tsdb_ok: datetime | None = None
+        # Runs still executing, by (pipeline, kind). A run past its timeout keeps its thread
+        # (threads cannot be killed): no second run of that kind starts until it ends, or
+        # two runs of one pipeline could race on its watermark and take every worker.
+        self._running: dict[tuple[str, str], Any] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -81,7 +85,7 @@ class Daemon:
         self.scheduler.start()
         self.reload()
         self.scheduler.add_job(
-            self.reload,
+            self._reload_job,
             IntervalTrigger(seconds=jobs.reload_interval.total_seconds()),
             id="reload",
             coalesce=True,
@@ -110,14 +114,19 @@ class Daemon:
 
     # --- pipelines -------------------------------------------------------------------------
 
+    async def _reload_job(self) -> None:
+        # A coroutine job runs on the event loop, as SIGHUP's reload does: the two never
+        # interleave (a plain function job would run on APScheduler's own thread pool).
+        self.reload()
+
     def reload(self, *, force: bool = False) -> None:
         """Apply pipelines_dir: new pipelines start, changed ones restart, removed ones stop.
-        A file that fails validation keeps its last good pipelines running."""
+        A file that fails validation keeps its last good pipelines running. Runs on the event
+        loop only."""
         fingerprint = self.app.pipelines.fingerprint()
         if fingerprint == self._fingerprint and not force:
             return
         loaded = self.app.pipelines.load()
-        self._fingerprint = fingerprint  # after a load that did not raise: else retry next time
         broken_files = {p.where for p in loaded.problems}
         fresh = {item.pipeline.name: item for item in loaded.pipelines}
         for name, state in list(self.pipelines.items()):
@@ -140,6 +149,8 @@ class Daemon:
         self.metrics.reload_success.set(0 if loaded.problems else 1)
         self.metrics.pipelines.set(len(self.pipelines))
         self.metrics.pipeline_problems.set(len(loaded.problems))
+        # Only now: if applying raised part-way (registry down), the next tick tries again.
+        self._fingerprint = fingerprint
 
     def _schedule(self, item: LoadedPipeline, *, changed: bool) -> None:
         pipeline = item.pipeline
@@ -212,10 +223,13 @@ class Daemon:
         scheduled = datetime.now(UTC)
         keep = self.app.settings.jobs.keep_models
         timeout = self.app.settings.jobs.train_timeout.total_seconds()
-        future = self.dispatcher.submit(
-            f"train:{name}",
+        future = self._submit(
+            name,
+            "train",
             lambda: train(pipeline, self.app.ports(), keep_models=keep, scheduled=scheduled),
         )
+        if future is None:
+            return None
         run = await self._await(future, timeout, pipeline.name, "train", scheduled)
         if run is not None and run.status == "ok":
             self.last_tsdb_ok = datetime.now(UTC)
@@ -247,14 +261,30 @@ class Daemon:
             outcomes.append(outcome)
             return outcome.run
 
-        run = await self._await(
-            self.dispatcher.submit(f"infer:{name}", job), timeout, name, "infer", scheduled
-        )
+        future = self._submit(name, "infer", job)
+        if future is None:
+            return None
+        run = await self._await(future, timeout, name, "infer", scheduled)
         if run is not None and run.status == "ok":
             self.last_tsdb_ok = datetime.now(UTC)
         if outcomes and outcomes[0].needs_retrain:
             self.trigger(name, "train")
         return run
+
+    def _submit(self, name: str, kind: str, fn: Any) -> Any:
+        """Submit a run unless the last one of this kind is still executing (then None)."""
+        previous = self._running.get((name, kind))
+        if previous is not None and not previous.done():
+            log.warning(
+                "%s: %s run skipped: the previous one is still running past its timeout",
+                name,
+                kind,
+            )
+            self.metrics.runs.labels(name, kind, "skipped").inc()
+            return None
+        future = self.dispatcher.submit(f"{kind}:{name}", fn)
+        self._running[(name, kind)] = future
+        return future
 
     async def _await(
         self, future: Any, timeout: float, name: str, kind: str, scheduled: datetime

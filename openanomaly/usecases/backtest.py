@@ -65,7 +65,7 @@ def backtest(
         upto = min(fit_end + every, last_ts)
         at = at_all[(at_all > fit_end) & (at_all <= upto)]
         history = frame.data[
-            (frame.data["ds"] > fit_end - pipeline.train.window) & (frame.data["ds"] <= fit_end)
+            (frame.data["ds"] >= fit_end - pipeline.train.window) & (frame.data["ds"] <= fit_end)
         ]
         train = prepare(history.reset_index(drop=True), step, HygienePolicy())
         if progress is not None:

@@ -41,11 +41,21 @@ class ContextCache:
     full_reads: int = 0
     incremental_reads: int = 0
     # Output labels per pipeline and series, built once (a pipeline change calls forget).
-    _outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _outputs: dict[str, tuple[Any, dict[str, Any]]] = field(default_factory=dict)
 
-    def output_labels(self, name: str) -> dict[str, Any]:
+    def output_labels(self, pipeline: Pipeline) -> dict[str, Any]:
+        """Per-series output labels for this pipeline's current output settings (a run that
+        started before a change must not fill the new configuration's cache)."""
+        key = (
+            pipeline.name,
+            pipeline.model.name,
+            pipeline.output.model_dump_json(),
+        )
         with self._lock:
-            return self._outputs.setdefault(name, {})
+            cached = self._outputs.get(pipeline.name)
+            if cached is None or cached[0] != key:
+                cached = self._outputs[pipeline.name] = (key, {})
+            return cached[1]
 
     def read(
         self,

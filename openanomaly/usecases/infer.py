@@ -29,6 +29,10 @@ from openanomaly.usecases.train import _error_text
 log = logging.getLogger(__name__)
 
 
+class WriteRefused(Exception):
+    """The TSDB refused samples for good; the run fails without moving the watermark."""
+
+
 @dataclass
 class InferOutcome:
     run: RunRecord
@@ -159,11 +163,18 @@ def _infer(
     clock = Stopwatch(outcome.timings)
     scored = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     own = {"pipeline": pipeline.name, "model": pipeline.model.name, **pipeline.output.labels}
-    cache = contexts.output_labels(pipeline.name) if contexts is not None else None
+    cache = contexts.output_labels(pipeline) if contexts is not None else None
     series = build_outputs(scored, frame.labels, pipeline.output.prefix, own, cache)
     clock.lap("score")
     result = ports.writer.write(series)
     clock.lap("write")
+    if result.dropped:
+        # Refused for good (a 4xx: wrong URL, auth, receiver off): fail the run and keep the
+        # watermark, so these points are scored again (within max_catchup) once it is fixed.
+        raise WriteRefused(
+            f"the TSDB refused {result.dropped} of {result.dropped + result.accepted} samples: "
+            + "; ".join(dict.fromkeys(result.errors[:3]))
+        )
     if tracker is not None:
         gone = tracker.update(pipeline.name, [s.labels for s in series])
         if gone:

@@ -38,6 +38,8 @@ def score_window(
     )
     clock.lap("model")
     skipped = {**clean.skipped, **bands.attrs.get("skipped", {})}
+    if bands.empty:  # nothing to score in this window (an outage, no series): not an error
+        return _no_scores(), skipped
     observed = _observed(raw, pipeline.step, targets)
     scored = bands.merge(observed, on=["unique_id", "ds"], how="left")
     s = pipeline.scoring
@@ -85,3 +87,16 @@ def _observed(raw: pd.DataFrame, step: timedelta, targets: pd.DatetimeIndex) -> 
         .reset_index()
     )
     return observed
+
+
+def _no_scores() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "unique_id": pd.Series(dtype=object),
+            "ds": pd.Series(dtype="datetime64[ns, UTC]"),
+            **{
+                c: pd.Series(dtype=np.float64)
+                for c in ("yhat", "yhat_lower", "yhat_upper", "y", "score")
+            },
+        }
+    )

@@ -171,3 +171,40 @@ def test_a_corrupt_artifact_asks_for_a_retrain(
     assert app.registry.watermark(p.name) is None
     failed = app.registry.runs(p.name, failed_only=True)
     assert [r.kind for r in failed] == ["infer"]
+
+
+def test_a_window_without_data_scores_nothing_and_refused_writes_fail_the_run(
+    app_and_clock: tuple[App, Clock], tsdb: LocalTSDB, tmp_path: Path
+) -> None:
+    app, clock = app_and_clock
+    metric = f"oa_empty_{tsdb.binary_name.replace('-', '_')}"
+    end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
+    end -= timedelta(minutes=end.minute % 5)
+    seed(app, metric, end, [])
+    tsdb.flush()
+    p = pipeline(metric)
+    clock.now = end
+    assert train(p, app.ports()).status == "ok"
+    app.registry.set_watermark(p.name, end)
+    clock.now = end + timedelta(minutes=90)  # the source went quiet after `end`
+    quiet = infer(p, app.ports(), ModelCache())
+    assert quiet.run.status == "ok", quiet.run.error
+    # At most the one step the TSDB's lookback still fills after the last sample.
+    assert quiet.run.samples_written <= 3 * 4
+    assert app.registry.watermark(p.name) == end + timedelta(minutes=90)
+
+    # A write the TSDB refuses for good (here: a wrong write URL) fails the run and keeps
+    # the watermark, so the points are scored again once the setting is fixed.
+    settings = app.settings.model_copy(
+        update={"tsdb": app.settings.tsdb.model_copy(update={"write_url": f"{tsdb.url}/nowhere"})}
+    )
+    refused = build(settings, clock=clock)
+    try:
+        app.registry.set_watermark(p.name, end - timedelta(minutes=30))
+        clock.now = end
+        outcome = infer(p, refused.ports(), ModelCache())
+        assert outcome.run.status == "failed"
+        assert "refused" in (outcome.run.error or "")
+        assert refused.registry.watermark(p.name) == end - timedelta(minutes=30)
+    finally:
+        refused.close(timeout=5)

@@ -115,3 +115,12 @@ def test_cycles_with_the_same_start_reuse_series_runs_and_stay_exact() -> None:
         )
         pd.testing.assert_frame_equal(got.data, full.data)
     assert (cache.full_reads, cache.incremental_reads) == (1, 5)
+
+
+def test_output_labels_follow_the_pipelines_output_settings() -> None:
+    cache = ContextCache()
+    first = cache.output_labels(P)
+    first["a"] = "labels built for prefix anomaly"
+    assert cache.output_labels(P) is first
+    renamed = P.model_copy(update={"output": P.output.model_copy(update={"prefix": "oa"})})
+    assert cache.output_labels(renamed) == {}  # a run under the old settings cannot refill it
