@@ -70,13 +70,14 @@ def assemble(chunks: list[FlatChunk]) -> tuple[SeriesFrame, list[str]]:
     rank[by_name] = np.arange(len(keys), dtype=np.int32)
     series = rank[np.concatenate(code_parts)] if code_parts else np.empty(0, np.int32)
     del code_parts
-    ts = np.concatenate(ts_parts) if ts_parts else np.empty(0, np.int64)
-    del ts_parts
-    values = np.concatenate(value_parts) if value_parts else np.empty(0, np.float64)
-    del value_parts
     order = np.argsort(series, kind="stable")  # chunks are in time order: stable keeps it
-    series, ts, values = series[order], ts[order], values[order]
-    del order
+    series = series[order]
+    # One column at a time, each piece list dropped once joined: the peak holds one joined
+    # column and its sorted copy, not all three of each.
+    ts = np.concatenate(ts_parts)[order] if ts_parts else np.empty(0, np.int64)
+    del ts_parts
+    values = np.concatenate(value_parts)[order] if value_parts else np.empty(0, np.float64)
+    del value_parts, order
     same = series[1:] == series[:-1]
     if not bool(np.all(ts[1:][same] > ts[:-1][same])):  # overlap or disorder: the rare case
         order = np.lexsort((ts, series))
