@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -88,15 +90,10 @@ def models_command(
     settings_args: dict[str, Any],
 ) -> None:
     """Model versions in the registry, newest first."""
-    from openanomaly.adapters.model_registry.sql import SqlRegistry
     from openanomaly.daemon.http import model_json
 
-    settings = load(settings_args).settings
-    registry = SqlRegistry(settings.storage.effective_registry_url)
-    try:
+    with _registry(settings_args) as registry:
         rows = [model_json(m) for m in registry.models(name)]
-    finally:
-        registry.close()
     columns = ["pipeline", "version", "status", "engine", "series_count", "created", "fit_seconds"]
     _print(rows, as_json, columns)
 
@@ -112,17 +109,24 @@ def runs_command(
     settings_args: dict[str, Any],
 ) -> None:
     """Recent train and infer runs, newest first."""
-    from openanomaly.adapters.model_registry.sql import SqlRegistry
     from openanomaly.daemon.http import run_json
 
-    settings = load(settings_args).settings
-    registry = SqlRegistry(settings.storage.effective_registry_url)
-    try:
+    with _registry(settings_args) as registry:
         rows = [run_json(r) for r in registry.runs(name, failed_only=failed, limit=limit)]
-    finally:
-        registry.close()
     columns = ["pipeline", "kind", "status", "started", "series_scored", "samples_written", "error"]
     _print(rows, as_json, columns)
+
+
+@contextmanager
+def _registry(settings_args: dict[str, Any]) -> Iterator[Any]:
+    """The registry alone: showing it needs no TSDB client and no engine."""
+    from openanomaly.adapters.model_registry.sql import SqlRegistry
+
+    registry = SqlRegistry(load(settings_args).settings.storage.effective_registry_url)
+    try:
+        yield registry
+    finally:
+        registry.close()
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:

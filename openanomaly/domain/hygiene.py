@@ -100,19 +100,16 @@ def prepare(frame: pd.DataFrame, step: timedelta, policy: HygienePolicy) -> Prep
         }
     )
     # kept points per series: lengths summed over each series' kept points
-    per_point = np.add.reduceat(lengths, np.flatnonzero(np.r_[True, k_ids[1:] != k_ids[:-1]]))
-    series_ids = k_ids[np.flatnonzero(np.r_[True, k_ids[1:] != k_ids[:-1]])]
+    firsts = np.flatnonzero(np.r_[True, k_ids[1:] != k_ids[:-1]])
+    per_point = np.add.reduceat(lengths, firsts)
+    series_ids = k_ids[firsts]
     skipped: dict[str, str] = {}
     everyone = set(raw_ids[np.r_[True, raw_ids[1:] != raw_ids[:-1]]].tolist())  # runs: cheap
     if len(series_ids) != len(everyone):  # some series had no finite value
         for uid in everyone - set(series_ids.tolist()):
             skipped[str(uid)] = "no finite values"
     short = per_point < policy.min_points
-    for unique_id, count in zip(series_ids[short].tolist(), per_point[short].tolist(), strict=True):
-        skipped[str(unique_id)] = (
-            f"{count} usable point(s) (finite values after the last gap longer than "
-            f"{policy.max_gap_steps} steps); needs {policy.min_points}"
-        )
+    skipped.update(_too_short(series_ids[short], per_point[short], policy))
     if short.any():
         clean = clean[~np.repeat(short, per_point)]
     return Prepared(clean.reset_index(drop=True), skipped, filled)
@@ -143,22 +140,15 @@ def _already_clean(
     ns = frame["ds"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     if len(ns) and np.any(ns % step_ns):
         return None
-    change = np.r_[True, ids[1:] != ids[:-1]]
-    run_ids = ids[change]
-    if len(run_ids) > 1 and not bool(np.all(run_ids[1:] > run_ids[:-1])):
+    change = _runs_in_order(ids)
+    if change is None:
         return None
     if not bool(np.all((np.diff(ns, prepend=ns[:1] - step_ns) == step_ns) | change)):
         return None
     starts = np.flatnonzero(change)
     counts = np.diff(np.r_[starts, len(ids)])
     short = counts < policy.min_points
-    skipped = {
-        str(uid): (
-            f"{count} usable point(s) (finite values after the last gap longer than "
-            f"{policy.max_gap_steps} steps); needs {policy.min_points}"
-        )
-        for uid, count in zip(run_ids[short].tolist(), counts[short].tolist(), strict=True)
-    }
+    skipped = _too_short(ids[starts][short], counts[short], policy)
     clean = (
         frame
         if list(frame.columns) == ["unique_id", "ds", "y"]
@@ -171,13 +161,32 @@ def _already_clean(
     return Prepared(clean, skipped, 0)
 
 
+def _too_short(ids: np.ndarray, counts: np.ndarray, policy: HygienePolicy) -> dict[str, str]:
+    return {
+        str(uid): (
+            f"{count} usable point(s) (finite values after the last gap longer than "
+            f"{policy.max_gap_steps} steps); needs {policy.min_points}"
+        )
+        for uid, count in zip(ids.tolist(), counts.tolist(), strict=True)
+    }
+
+
+def _runs_in_order(ids: np.ndarray) -> np.ndarray | None:
+    """Where each series starts (a boolean mask), when series are contiguous runs in
+    increasing id order; None otherwise."""
+    change: np.ndarray = np.r_[True, ids[1:] != ids[:-1]]
+    run_ids = ids[change]
+    if len(run_ids) > 1 and not bool(np.all(run_ids[1:] > run_ids[:-1])):
+        return None
+    return change
+
+
 def _sorted_on_grid(ids: np.ndarray, slots: np.ndarray) -> bool:
     """Series in contiguous runs, in increasing id order, one point per step, in time order."""
     if not len(ids):
         return True
-    change = np.r_[True, ids[1:] != ids[:-1]]
-    run_ids = ids[change]
-    if len(run_ids) > 1 and not bool(np.all(run_ids[1:] > run_ids[:-1])):
+    change = _runs_in_order(ids)
+    if change is None:
         return False
     increasing = np.r_[True, slots[1:] > slots[:-1]]
     return bool(np.all(increasing | change))

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import numpy as np
 import pandas as pd
 
 from openanomaly.config.pipeline import Pipeline
@@ -21,8 +20,7 @@ from openanomaly.domain.hygiene import HygienePolicy, prepare
 from openanomaly.domain.series import SeriesFrame
 from openanomaly.ports import MetricsReader, ModelEngine
 from openanomaly.usecases.common import floor_to_step
-from openanomaly.usecases.infer import context_starts
-from openanomaly.usecases.scoring import score_window
+from openanomaly.usecases.scoring import context_starts, score_points
 
 COLUMNS = ["unique_id", "ds", "y", "yhat", "yhat_lower", "yhat_upper", "score"]
 
@@ -74,20 +72,9 @@ def backtest(
             continue
         model = engine.fit(SeriesFrame(train.frame, frame.labels), pipeline.model, step)
         result.fits += 1
-        starts = context_starts(pipeline, at)
-        for context_start in np.unique(starts):
-            targets = at[starts == context_start]
-            raw = frame.data[frame.data["ds"].between(context_start, targets[-1])]
-            part, why = score_window(
-                pipeline,
-                engine,
-                model,
-                raw.reset_index(drop=True),
-                labels=frame.labels,
-                targets=targets,
-            )
-            result.skipped.update(why)
-            parts.append(part)
+        part, why = score_points(pipeline, engine, model, frame, at=at)
+        result.skipped.update(why)
+        parts.append(part)
     if progress is not None:
         progress(len(refits), len(refits))
     if parts:

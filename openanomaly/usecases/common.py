@@ -73,7 +73,3 @@ class ModelCache:
     def forget(self, pipeline: str) -> None:
         with self._lock:
             self._models.pop(pipeline, None)
-
-    def versions(self) -> dict[str, int]:
-        with self._lock:
-            return {name: version for name, (version, _) in self._models.items()}

@@ -9,12 +9,10 @@ deduplicates.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-import numpy as np
 import pandas as pd
 
 from openanomaly.config.pipeline import Pipeline
@@ -23,7 +21,7 @@ from openanomaly.domain.staleness import SeriesTracker
 from openanomaly.ports import RunRecord
 from openanomaly.usecases.common import ModelCache, NeedsRetrain, Ports, floor_to_step
 from openanomaly.usecases.context_cache import ContextCache
-from openanomaly.usecases.scoring import Stopwatch, score_window
+from openanomaly.usecases.scoring import Stopwatch, context_starts, score_points
 from openanomaly.usecases.train import _error_text
 
 log = logging.getLogger(__name__)
@@ -83,34 +81,6 @@ def scoring_window(
     return max(watermark + step, oldest), last
 
 
-SERIES_PER_BATCH = 1000
-"""Series scored together: hygiene, the engine and scoring hold a batch's copies at a time,
-not the whole context's (which at 10,000 series x 1 day at 1m is 14 M points)."""
-
-
-def series_batches(data: pd.DataFrame, size: int) -> list[slice]:
-    """Row ranges of `size` whole series each (the frame is sorted by unique_id)."""
-    ids = data["unique_id"].to_numpy()
-    if not len(ids):
-        return [slice(0, 0)]
-    run_starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    cuts = [*run_starts[::size].tolist(), len(ids)]
-    return [slice(a, b) for a, b in itertools.pairwise(cuts)]
-
-
-def context_starts(pipeline: Pipeline, at: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    """Where the context for scoring each time in `at` starts: `infer.context` before it,
-    floored to a grid of an eighth of the context. The start is a function of the time alone,
-    not of the run, so scoring a point again (a retry, a catch-up after a crash) reads the
-    same context and writes the same values; Prometheus refuses a second, different value
-    at a timestamp. Contexts are between 1 and 1.125 times `infer.context` long."""
-    step = pipeline.step
-    grid = max(step, (pipeline.infer.context // 8) // step * step)
-    grid_ns = grid // timedelta(microseconds=1) * 1000
-    earliest = (at - pipeline.infer.context).asi8
-    return pd.DatetimeIndex(earliest - earliest % grid_ns, tz="UTC")
-
-
 def _infer(
     pipeline: Pipeline,
     ports: Ports,
@@ -141,27 +111,8 @@ def _infer(
         )
     clock.lap("read")
     engine = ports.engine_for(record.engine)
-    parts, skipped = [], {}
-    for rows in series_batches(frame.data, SERIES_PER_BATCH):
-        batch = frame.data.iloc[rows]
-        batch.index = pd.RangeIndex(len(batch))  # a view with its own index: no copy later
-        for start in np.unique(starts):
-            targets = at[starts == start]
-            inside = batch["ds"].between(start, targets[-1]).to_numpy()
-            raw = batch if inside.all() else batch[inside]  # the cache holds just this, usually
-            part, why = score_window(
-                pipeline,
-                engine,
-                model,
-                raw,
-                labels=frame.labels,
-                targets=targets,
-                timings=outcome.timings,
-            )
-            parts.append(part)
-            skipped.update(why)
+    scored, skipped = score_points(pipeline, engine, model, frame, at=at, timings=outcome.timings)
     clock = Stopwatch(outcome.timings)
-    scored = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     own = {"pipeline": pipeline.name, "model": pipeline.model.name, **pipeline.output.labels}
     cache = contexts.output_labels(pipeline) if contexts is not None else None
     series = build_outputs(scored, frame.labels, pipeline.output.prefix, own, cache)

@@ -11,18 +11,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from openanomaly.adapters.artifact_store.keys import check_key
 from openanomaly.errors import ArtifactCorrupt, ArtifactStoreUnavailable
 from openanomaly.ports import ArtifactRef
-
-
-def check_key(key: str) -> list[str]:
-    """The parts of a relative, `/`-separated artifact key; ValueError for any other."""
-    parts = key.split("/")
-    if not key or key.startswith("/") or "\\" in key or "\0" in key:
-        raise ValueError(f"artifact key {key!r} must be a relative path like 'pipe/v1-ab.bin'")
-    if any(part in ("..", ".", "") for part in parts):
-        raise ValueError(f"artifact key {key!r} must not have '..', '.' or empty parts")
-    return parts
 
 
 class FsspecArtifactStore:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from openanomaly.adapters.artifact_store.keys import check_key
 from openanomaly.errors import ArtifactCorrupt
 from openanomaly.ports import ArtifactRef
 
@@ -43,13 +44,9 @@ class LocalArtifactStore:
 
     def path_for(self, key: str) -> Path:
         """The file for `key`; ValueError for keys that are empty, absolute or escape the root."""
-        parts = key.split("/")
-        if not key or key.startswith("/") or "\\" in key or "\0" in key:
-            raise ValueError(f"artifact key {key!r} must be a relative path like 'pipe/v1-ab.bin'")
-        if any(part in ("..", ".", "") for part in parts) or key.endswith(TMP_SUFFIX):
-            raise ValueError(
-                f"artifact key {key!r} must not have '..', '.' or empty parts, nor end in .tmp"
-            )
+        parts = check_key(key)
+        if key.endswith(TMP_SUFFIX):  # the names this store gives its partial writes
+            raise ValueError(f"artifact key {key!r} must not end in {TMP_SUFFIX}")
         path = self.root.joinpath(*parts)
         # Symlinks inside the root could still lead out of it; resolve to be sure.
         if not path.resolve().is_relative_to(self.root.resolve()):

@@ -34,10 +34,6 @@ class ThreadPoolDispatcher:
         with self._lock:
             self._running.pop(future, None)  # type: ignore[arg-type]
 
-    def running(self) -> list[str]:
-        with self._lock:
-            return sorted(self._running.values())
-
     def shutdown(self, grace: float) -> None:
         """Queued jobs are cancelled; running ones get `grace` seconds, then are abandoned
         (a thread cannot be killed; the process exit ends them)."""

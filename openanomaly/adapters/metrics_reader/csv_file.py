@@ -40,10 +40,6 @@ class CsvReader:
             raise ConfigError([Problem(str(self.path), 0, "", reason)])
         return SeriesFrame(inside, self._frame.labels)
 
-    def span(self) -> tuple[datetime, datetime]:
-        ds = self._frame.data["ds"]
-        return ds.min().to_pydatetime(), ds.max().to_pydatetime()
-
     def close(self) -> None:
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -254,8 +255,6 @@ def _restarted(model: Any, y: Any, since_origin_ns: int, step_ns: int) -> tuple[
     state = getattr(model, "model_", None)
     if not (isinstance(state, dict) and "components" in state and "par" in state):
         return 0, model
-    import copy
-
     import numpy as np
 
     m = int(state["m"])
