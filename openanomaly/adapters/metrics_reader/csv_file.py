@@ -3,8 +3,13 @@
 Two layouts, told apart by the header: `timestamp,value` (one series) or
 `timestamp,series,value` (long format, one series per distinct `series`). Timestamps are Unix
 seconds (fractions allowed) or ISO 8601 (UTC unless they carry an offset). The pipeline's query
-is ignored: the file is the data. Points are not resampled here; data hygiene puts them on the
-step grid as it does for TSDB data.
+is ignored: the file is the data.
+
+A range query is answered as a TSDB answers `avg_over_time(series[step])`: one point per
+multiple of `step` since the epoch, the mean of the file's points in (t - step, t]. Data on the
+grid comes back unchanged; irregular data (points between grid times, two points in one step)
+gives exactly what VictoriaMetrics or Prometheus give for that query once the file is written to
+them, so a backtest from the file and one from the TSDB score the same.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from openanomaly.domain.series import SeriesFrame, series_id
+from openanomaly.domain.series import SeriesFrame, series_id, utc_times
 from openanomaly.errors import ConfigError, Problem
 
 
@@ -34,7 +39,30 @@ class CsvReader:
         max_series: int | None = None,
     ) -> SeriesFrame:
         data = self._frame.data
-        inside = data[(data["ds"] >= start) & (data["ds"] <= end)].reset_index(drop=True)
+        step_ns = int(step.total_seconds() * 1e9)
+        if step_ns <= 0:
+            raise ValueError("step must be positive")
+        ns = data["ds"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        slot = -(-ns // step_ns) * step_ns  # the grid time whose (t - step, t] holds the point
+        first = -(-int(pd.Timestamp(start).value) // step_ns) * step_ns
+        last = int(pd.Timestamp(end).value) // step_ns * step_ns
+        keep = (slot >= first) & (slot <= last)
+        inside = (
+            pd.DataFrame(
+                {"unique_id": data["unique_id"].to_numpy()[keep], "slot": slot[keep]}
+            )
+            .assign(y=data["y"].to_numpy(dtype=np.float64)[keep])
+            .groupby(["unique_id", "slot"], sort=True)["y"]
+            .mean()  # NaN points are skipped; a step holding only NaN stays NaN
+            .reset_index()
+        )
+        inside = pd.DataFrame(
+            {
+                "unique_id": inside["unique_id"].to_numpy(),
+                "ds": utc_times(inside["slot"].to_numpy(dtype=np.int64)),
+                "y": inside["y"].to_numpy(dtype=np.float64),
+            }
+        )
         if max_series is not None and len(self._frame.labels) > max_series:
             reason = f"{len(self._frame.labels)} series, more than limits.max_series={max_series}"
             raise ConfigError([Problem(str(self.path), 0, "", reason)])
