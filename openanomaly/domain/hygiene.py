@@ -1,6 +1,8 @@
 """Data hygiene: what every engine gets instead of raw TSDB output.
 
 Policy, per series, in this order:
+(Training bridges longer gaps, up to a day: see `training_policy`.)
+
 1. Non-finite values (NaN, +Inf, -Inf) count as missing: no model can fit them.
 2. Timestamps are put on the step grid (floored to a multiple of `step`; several samples in one
    step are averaged), from the series' first to its last point.
@@ -32,6 +34,17 @@ class HygienePolicy:
     min_points: int = 2
 
 
+TRAINING_BRIDGE = timedelta(days=1)
+
+
+def training_policy(step: timedelta) -> HygienePolicy:
+    """Training bridges gaps of up to a day (or 5 steps, if longer): one scrape outage in a
+    14-day window must not throw away the 13 days before it, and irregularly sampled series
+    have gaps everywhere. Bridged points are marked `filled`; engines calibrate their bands
+    on observed points only. Scoring keeps the default: its context starts after a long gap."""
+    return HygienePolicy(max_gap_steps=max(5, TRAINING_BRIDGE // step))
+
+
 @dataclass
 class Prepared:
     """Clean long frame (unique_id, ds, y; no NaN, regular at `step`) and skipped series."""
@@ -39,6 +52,7 @@ class Prepared:
     frame: pd.DataFrame
     skipped: dict[str, str] = field(default_factory=dict)
     filled_points: int = 0  # points created by interpolation
+    filled: np.ndarray | None = None  # which rows of `frame` those are (None: no row)
 
 
 def prepare(frame: pd.DataFrame, step: timedelta, policy: HygienePolicy) -> Prepared:
@@ -110,9 +124,9 @@ def prepare(frame: pd.DataFrame, step: timedelta, policy: HygienePolicy) -> Prep
             skipped[str(uid)] = "no finite values"
     short = per_point < policy.min_points
     skipped.update(_too_short(series_ids[short], per_point[short], policy))
-    if short.any():
-        clean = clean[~np.repeat(short, per_point)]
-    return Prepared(clean.reset_index(drop=True), skipped, filled)
+    kept = ~np.repeat(short, per_point)
+    made_up = (steps_back > 0)[kept] if filled else None
+    return Prepared(clean[kept].reset_index(drop=True), skipped, filled, made_up)
 
 
 def _regroup(

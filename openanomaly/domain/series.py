@@ -38,6 +38,11 @@ class SeriesFrame:
 
     data: pd.DataFrame
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Rows data hygiene made up (gaps filled by interpolation), aligned with `data`; None when
+    # there are none or nobody knows. Engines calibrate their bands on observed rows only: a
+    # straight line between two points is easy to forecast, and counting it would narrow the
+    # band of every irregularly sampled series.
+    filled: npt.NDArray[np.bool_] | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in FRAME_COLUMNS if c not in self.data.columns]

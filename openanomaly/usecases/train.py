@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from openanomaly.config.pipeline import Pipeline
-from openanomaly.domain.hygiene import HygienePolicy, prepare
+from openanomaly.domain.hygiene import prepare, training_policy
 from openanomaly.domain.series import SeriesFrame
 from openanomaly.ports import ModelRecord, RunRecord
 from openanomaly.usecases.common import Ports, floor_to_step
@@ -35,7 +35,7 @@ def train(
         frame = ports.reader.query_range(
             pipeline.query, start, end, pipeline.step, max_series=pipeline.limits.max_series
         )
-        prepared = prepare(frame.data, pipeline.step, HygienePolicy())
+        prepared = prepare(frame.data, pipeline.step, training_policy(pipeline.step))
         if prepared.frame.empty:
             raise ValueError(
                 f"nothing to train on: the query returned {len(frame.labels)} series with "
@@ -44,7 +44,9 @@ def train(
         engine = ports.engine_for(pipeline.model.engine)
         t0 = time.perf_counter()
         fitted = engine.fit(
-            SeriesFrame(prepared.frame, frame.labels), pipeline.model, pipeline.step
+            SeriesFrame(prepared.frame, frame.labels, prepared.filled),
+            pipeline.model,
+            pipeline.step,
         )
         fit_seconds = time.perf_counter() - t0
         blob = engine.dumps(fitted)

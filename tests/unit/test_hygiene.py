@@ -144,3 +144,26 @@ def test_clean_input_takes_the_fast_path_with_the_same_result() -> None:
     )
     assert fast.frame["ds"].is_monotonic_increasing is False  # two series, each in time order
     assert len(fast.frame) == 100
+
+
+def test_filled_rows_are_marked_and_training_bridges_gaps_up_to_a_day() -> None:
+    from openanomaly.domain.hygiene import training_policy
+
+    minutes = [0, 1, 2, 40, 41, 42]  # a 37-minute gap: cut when scoring, bridged for training
+    frame = pd.DataFrame(
+        {
+            "unique_id": "a",
+            "ds": [T0 + m * STEP for m in minutes],
+            "y": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        }
+    )
+    scoring = prepare(frame, STEP, HygienePolicy())
+    assert scoring.frame["y"].tolist() == [4.0, 5.0, 6.0]
+    assert scoring.filled is None
+    training = prepare(frame, STEP, training_policy(STEP))
+    assert len(training.frame) == 43
+    assert training.filled_points == 37
+    assert training.filled is not None
+    assert training.filled.tolist() == [False] * 3 + [True] * 37 + [False] * 3
+    assert training_policy(timedelta(hours=1)).max_gap_steps == 24
+    assert training_policy(timedelta(days=1)).max_gap_steps == 5

@@ -111,7 +111,14 @@ def test_trimmed_models_are_small_and_forecast_identically() -> None:
 
     context = tail(history, 72)
     at = list(context.data["ds"].iloc[-5:])
-    full = FittedSeries(trimmed.model_name, trimmed.params, trimmed.versions, sigma=trimmed.sigma)
+    full = FittedSeries(
+        trimmed.model_name,
+        trimmed.params,
+        trimmed.versions,
+        sigma=trimmed.sigma,
+        half=trimmed.half,
+        ranges=trimmed.ranges,
+    )
     for uid, group in history.data.groupby("unique_id"):
         full.models[str(uid)] = AutoETS(season_length=24).fit(group["y"].to_numpy())
     assert "states" in full.models["s0"].model_
@@ -190,3 +197,45 @@ def test_cold_start_for_series_that_appear_after_training(policy: str) -> None:
         (before["yhat_upper"] - before["yhat_lower"]).to_numpy(),
         (after["yhat_upper"] - after["yhat_lower"]).to_numpy(),
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["AutoETS", "ARIMA", "Holt", "SeasonalNaive", "MSTL", "AutoARIMA", "AutoTheta", "AutoCES"],
+)
+def test_no_look_ahead_for_any_kind_of_model(name: str) -> None:
+    """statsforecast's `forward(fitted=True)` re-estimates some models on the whole context
+    (AutoARIMA, the Theta family, AutoCES, MSTL's decomposition): found by the NAB work, where
+    a spike at t moved MSTL's forecast for t from 9 to 146. Every kind must forecast t from
+    the points before t alone."""
+    engine = StatsForecastEngine()
+    history = synthetic(1, 24 * 12, seed=4)
+    params = {"season_length": 24} if name != "Holt" else {}
+    model = engine.fit(history, ModelSpec(name=name, params=params), STEP)
+    context = tail(history, 72)
+    last = context.data["ds"].max()
+    changed = context.data.copy()
+    changed.loc[changed["ds"] == last, "y"] *= 50
+    base = engine.predict(model, context, [last], 99)
+    moved = engine.predict(model, SeriesFrame(changed), [last], 99)
+    assert len(base) == 1
+    pd.testing.assert_frame_equal(base, moved)
+
+
+def test_models_without_forward_are_refused_and_the_list_is_current() -> None:
+    import inspect
+
+    from statsforecast import models as sf_models
+
+    from openanomaly.adapters.model_engine.statsforecast import NO_FORWARD
+
+    lacking = {
+        n
+        for n in sf_models.__all__
+        if inspect.isclass(getattr(sf_models, n)) and not hasattr(getattr(sf_models, n), "forward")
+    }
+    assert lacking == NO_FORWARD
+    issues = StatsForecastEngine().check("HistoricAverage", {})
+    assert issues
+    assert "without refitting" in issues[0].reason
+    assert StatsForecastEngine().check("MSTL", {"season_length": 24}) == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,7 +15,14 @@ from openanomaly.adapters.model_engine.introspect import (
     package_dir,
 )
 from openanomaly.adapters.model_engine.pickled import dump_model, load_model
+from openanomaly.adapters.model_engine.sf_onestep import (
+    freeze_mstl,
+    half_width,
+    one_step,
+    training_errors,
+)
 from openanomaly.config.pipeline import season_steps
+from openanomaly.domain.ranges import range_columns
 from openanomaly.ports import CatalogIssue
 
 if TYPE_CHECKING:
@@ -28,6 +34,18 @@ if TYPE_CHECKING:
 # Exported by statsforecast.models but not forecasters a user can pick from YAML: they wrap
 # another estimator object, or produce constant/empty output.
 _NOT_SELECTABLE = frozenset({"SklearnModel", "ConstantModel", "ZeroModel", "NaNModel"})
+# Models statsforecast gives no `forward`: they cannot forecast new data without a refit on it,
+# so they cannot score a context with the fitted model. A test keeps this list in step with
+# the installed statsforecast.
+NO_FORWARD = frozenset(
+    {
+        "ADIDA", "ARCH", "AutoMFLES", "AutoTBATS", "CrostonClassic", "CrostonOptimized",
+        "CrostonSBA", "GARCH", "HistoricAverage", "IMAPA", "MFLES", "RandomWalkWithDrift",
+        "SeasonalExponentialSmoothing", "SeasonalExponentialSmoothingOptimized",
+        "SeasonalWindowAverage", "SimpleExponentialSmoothing",
+        "SimpleExponentialSmoothingOptimized", "TBATS", "TSB", "UCM", "WindowAverage",
+    }
+)  # fmt: skip
 # statsforecast's ETS code skips the seasonal component when season_length > 24 (it inherits R
 # forecast's limit): the fit succeeds but the seasonality silently disappears.
 _MAX_SEASON = {"AutoETS": 24, "HoltWinters": 24}
@@ -47,6 +65,13 @@ class StatsForecastCatalog:
         issues = check_name(self.engine, name, known)
         if issues:
             return issues
+        if name in NO_FORWARD:
+            reason = (
+                f"{name} cannot forecast new points without refitting on them "
+                "(statsforecast has no `forward` for it); use AutoETS, MSTL, ARIMA, "
+                "AutoARIMA, AutoTheta or SeasonalNaive"
+            )
+            return [CatalogIssue("name", reason)]
         issues = check_params(name, class_signatures(models)[name], params)
         season = params.get("season_length")
         limit = _MAX_SEASON.get(name)
@@ -81,10 +106,14 @@ class FittedSeries:
     versions: dict[str, str]
     models: dict[str, Any] = field(default_factory=dict)
     sigma: dict[str, float] = field(default_factory=dict)  # one-step residual RMS, training
+    # The band's half-width at `level`: the level quantile of the absolute training errors.
+    half: dict[str, float] = field(default_factory=dict)
+    level: float = 99.0
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # training min, max
     skipped: dict[str, str] = field(default_factory=dict)
     cold_start: str = "fit"
     # Per series, the time (ns since the epoch) of the first point the model was fitted on:
-    # the seasonal phase of its initial states (see `_restarted`).
+    # the seasonal phase of its initial states (see `sf_onestep.restarted`).
     origin: dict[str, int] = field(default_factory=dict)
     step_ns: int = 0
 
@@ -129,14 +158,45 @@ class StatsForecastEngine(StatsForecastCatalog):
         # scored: statsforecast's own fitted intervals take the variance of the whole context,
         # so a spike at t would widen the band at t (look-ahead, and a spike hiding itself).
         fitted.step_ns = int(step.total_seconds() * 1e9)
-        for uid, group in data.groupby("unique_id", sort=True):
-            model = fitted.models.get(str(uid))
+        fitted.level = spec.level
+        made_up = np.zeros(len(data), dtype=bool) if frame.filled is None else frame.filled
+        for key, rows in data.groupby("unique_id", sort=True).indices.items():
+            uid = str(key)
+            model = fitted.models.get(uid)
             if model is not None:
-                fitted.origin[str(uid)] = int(group["ds"].iloc[0].value)
-                y = group["y"].to_numpy(dtype=np.float64)
-                fitted.sigma[str(uid)] = _one_step_rms(model, y)
-                fitted.models[str(uid)] = self._trim(model)
+                y = data["y"].to_numpy(dtype=np.float64)[rows]
+                origin = int(data["ds"].iloc[rows[0]].value)
+                self._calibrate(fitted, uid, model, y, origin=origin, made_up=made_up[rows])
         return fitted
+
+    def _calibrate(
+        self,
+        fitted: FittedSeries,
+        uid: str,
+        model: Any,
+        y: Any,
+        *,
+        origin: int,
+        made_up: Any = None,
+    ) -> None:
+        """Band, range and phase origin of one freshly fitted series; keeps the model small.
+        The band comes from the errors at observed points (`made_up`: rows hygiene filled)."""
+        import numpy as np
+
+        if type(model).__name__ == "MSTL":
+            model, errors = freeze_mstl(model, y)
+            model.trend = self._trim(model.trend)
+        else:
+            errors = training_errors(model, y)
+            model = self._trim(model)
+        if made_up is not None and made_up.any():
+            errors = np.where(made_up, np.nan, errors)
+        finite = errors[np.isfinite(errors)]
+        fitted.sigma[uid] = float(np.sqrt(np.mean(finite**2))) if len(finite) else 0.0
+        fitted.half[uid] = half_width(errors, fitted.level, y)
+        fitted.ranges[uid] = (float(np.min(y)), float(np.max(y)))
+        fitted.origin[uid] = origin
+        fitted.models[uid] = model
 
     def _cold_start(self, model: FittedSeries, uid: str, history: Any, origin: int) -> str | None:
         """Fit a series the training did not see on the context before the first point to
@@ -149,9 +209,7 @@ class StatsForecastEngine(StatsForecastCatalog):
             fresh = getattr(sf_models, model.model_name)(**model.params).fit(history)
         except Exception as exc:  # too short, constant, ...: this series waits for the train
             return f"new since the last train; {model.model_name} could not fit its context: {exc}"
-        model.sigma[uid] = _one_step_rms(fresh, history)
-        model.models[uid] = self._trim(fresh)
-        model.origin[uid] = origin
+        self._calibrate(model, uid, fresh, history, origin=origin)
         return None
 
     def _trim(self, model: Any) -> Any:
@@ -182,8 +240,9 @@ class StatsForecastEngine(StatsForecastCatalog):
         # Series are contiguous runs in the frame (it is sorted by unique_id, then ds).
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
         ends = np.r_[starts[1:], len(ids)]
-        z = NormalDist().inv_cdf(0.5 + level / 200)
+        scale = _level_scale(level, model.level)
         out_ids, out_ds, out_yhat, out_half = [], [], [], []
+        out_range: list[tuple[float, float]] = []
         skipped: dict[str, str] = {}
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             take = take_all[start:end]
@@ -200,21 +259,22 @@ class StatsForecastEngine(StatsForecastCatalog):
                 if reason is not None:
                     skipped[uid] = reason
                     continue
-            skip, fitted = _restarted(
-                model.models[uid],
-                y_all[start:end],
-                int(ds[start].astype(np.int64)) - model.origin.get(uid, 0),
-                model.step_ns,
-            )
-            if skip and take[:skip].any():
-                take = take.copy()
-                take[:skip] = False  # before the aligned start: no forecast there
-            result = fitted.forward(y=y_all[start + skip : end], h=1, fitted=True)
-            yhat = np.asarray(result["fitted"])[take[skip:]]
+            try:
+                forecast = _forecast(
+                    model, uid, y_all[start:end], int(ds[start].astype(np.int64)), take
+                )
+            except Exception as exc:  # a context of a point or two after an outage, ...
+                skipped[uid] = f"{model.model_name} could not filter the context: {exc}"
+                continue
+            yhat = forecast[take]
+            known = np.isfinite(yhat)
+            yhat, when = yhat[known], ds[start:end][take][known]
+            low, high = model.ranges.get(uid, (np.nan, np.nan))
             out_ids.append(uid)
-            out_ds.append(ds[start:end][take])
+            out_ds.append(when)
             out_yhat.append(yhat)
-            out_half.append(z * model.sigma[uid])
+            out_half.append(model.half[uid] * scale)
+            out_range.append((low, high))
         if not out_ids:
             empty = pd.DataFrame(columns=["unique_id", "ds", "yhat", "yhat_lower", "yhat_upper"])
             empty.attrs["skipped"] = skipped
@@ -229,6 +289,7 @@ class StatsForecastEngine(StatsForecastCatalog):
                 "yhat": yhat,
                 "yhat_lower": yhat - half,
                 "yhat_upper": yhat + half,
+                **range_columns(out_range, counts),
             }
         )
         bands.attrs["skipped"] = skipped  # series not scored, with the reason: for run records
@@ -241,44 +302,23 @@ class StatsForecastEngine(StatsForecastCatalog):
         return load_model(blob, self.engine, FittedSeries, library_versions())
 
 
-def _restarted(model: Any, y: Any, since_origin_ns: int, step_ns: int) -> tuple[int, Any]:
-    """(points to drop from the context's start, model to run `forward` with).
-
-    ETS `forward` filters the context starting from the initial states fitted at the first
-    point of the *training* window. A context that starts elsewhere in the season (almost
-    always) would run with its seasonal indices out of phase, and for a small gamma they
-    never catch up within a context. So the context is cut to start at the same seasonal
-    phase as training did (at most m - 1 points dropped), and the initial level, which may
-    have drifted since training started, is re-estimated as the mean of the first season
-    (seasonal indices average out over a season). Smoothing parameters, seasonal indices and
-    trend stay as fitted: no refit. Models without such states are returned unchanged."""
-    state = getattr(model, "model_", None)
-    if not (isinstance(state, dict) and "components" in state and "par" in state):
-        return 0, model
-    import numpy as np
-
-    m = int(state["m"])
-    seasonal = state["components"][2] != "N"
-    skip = 0
-    if seasonal and m > 1 and step_ns > 0:
-        skip = (-(since_origin_ns // step_ns)) % m
-        if len(y) - skip < 2 * m:  # too short to align and warm up: keep the fitted states
-            return 0, model
-    par = np.array(state["par"], dtype=np.float64)
-    window = y[skip : skip + m] if seasonal else y[skip : skip + 1]
-    par[4] = float(np.mean(window))  # the initial level
-    restarted = copy.copy(model)
-    restarted.model_ = {**state, "par": par}
-    return skip, restarted
+def _level_scale(level: float, fitted_level: float) -> float:
+    """A band asked for at another level than fitted: scaled as a normal band would be."""
+    normal = NormalDist()
+    return normal.inv_cdf(0.5 + level / 200) / normal.inv_cdf(0.5 + fitted_level / 200)
 
 
-def _one_step_rms(model: Any, y: Any) -> float:
-    """RMS of the one-step-ahead errors of `model` over `y`: the band's sigma."""
-    import numpy as np
-
-    one_step = np.asarray(model.forward(y=y, h=1, fitted=True)["fitted"])
-    errors = (y - one_step)[np.isfinite(one_step)]
-    return float(np.sqrt(np.mean(errors**2))) if len(errors) else 0.0
+def _forecast(model: FittedSeries, uid: str, y: Any, first_ns: int, wanted: Any) -> Any:
+    since = first_ns - model.origin.get(uid, 0)
+    step_ns = model.step_ns or 1
+    return one_step(
+        model.models[uid],
+        y,
+        offset=since // step_ns,
+        step_ns=step_ns,
+        since_origin_ns=since,
+        wanted=wanted,
+    )
 
 
 def resolved_params(spec: ModelSpec, step: timedelta) -> dict[str, Any]:
