@@ -48,9 +48,7 @@ class CsvReader:
         last = int(pd.Timestamp(end).value) // step_ns * step_ns
         keep = (slot >= first) & (slot <= last)
         inside = (
-            pd.DataFrame(
-                {"unique_id": data["unique_id"].to_numpy()[keep], "slot": slot[keep]}
-            )
+            pd.DataFrame({"unique_id": data["unique_id"].to_numpy()[keep], "slot": slot[keep]})
             .assign(y=data["y"].to_numpy(dtype=np.float64)[keep])
             .groupby(["unique_id", "slot"], sort=True)["y"]
             .mean()  # NaN points are skipped; a step holding only NaN stays NaN
