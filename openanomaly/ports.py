@@ -135,7 +135,9 @@ class ModelEngine(ModelCatalog, Protocol):
     def predict(
         self, model: Any, context: SeriesFrame, at: Sequence[datetime], level: float
     ) -> pd.DataFrame:
-        """Columns unique_id, ds, yhat, yhat_lower, yhat_upper for each series and time in `at`.
+        """Columns unique_id, ds, yhat, yhat_lower, yhat_upper for each series and time in `at`,
+        and optionally train_min, train_max: the range of the series' training data, which
+        `scoring.outside_range` needs (without them that part of the score is 0).
 
         Contract: the forecast for time t uses only context before t (no look-ahead).
         Series asked for but not scored appear in `result.attrs["skipped"]` as

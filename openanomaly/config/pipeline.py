@@ -100,6 +100,12 @@ class ModelSpec(Section):
     level: float = Field(
         99.0, gt=0, lt=100, description="Prediction-interval level (%) of the band"
     )
+    scale: float = Field(
+        1.0,
+        gt=0,
+        description="Widens (> 1) or narrows the band: half-width = scale x the level-% "
+        "interval's (as vmanomaly's scale)",
+    )
     cold_start: Literal["fit", "skip"] = Field(
         "fit",
         description="Series that appear after training: fit on their context on the fly "
@@ -123,6 +129,24 @@ class ScoringSpec(Section):
     min_rel_dev: float = Field(
         0.0, ge=0, description="Deviation relative to |yhat| under which score is 0"
     )
+    outside_range: float = Field(
+        0.05,
+        ge=0,
+        description="A value this fraction of the training range (max - min) beyond the "
+        "training min or max scores 1, further out more (0: off)",
+    )
+    holdoff: Duration = Field(
+        timedelta(hours=8),
+        description="After a point scores over 1, later points of the series within this "
+        "score at most 1: one alert per incident (0s: off; at most infer.context)",
+    )
+
+    @field_validator("holdoff")
+    @classmethod
+    def _holdoff(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("holdoff must not be negative")
+        return value
 
 
 class OutputSpec(Section):

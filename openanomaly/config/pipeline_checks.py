@@ -29,6 +29,15 @@ def cross_check(pipeline: Pipeline, catalog_for: Callable[[str], ModelCatalog]) 
         if value % step:
             issues.append((path, f"{_d(value)} is not a multiple of step ({_d(step)})", ("step",)))
 
+    # The default hold-off is cut to a shorter context; one the user wrote is checked.
+    holdoff_set = "holdoff" in pipeline.scoring.model_fields_set
+    if holdoff_set and pipeline.scoring.holdoff > pipeline.infer.context:
+        reason = (
+            f"{_d(pipeline.scoring.holdoff)} is longer than infer.context "
+            f"({_d(pipeline.infer.context)}): the points it looks back at must be in the context"
+        )
+        issues.append((("scoring", "holdoff"), reason, ("infer", "context")))
+
     try:
         seasons = season_steps(pipeline.model.params.get("season_length"), step)
     except ValueError as exc:

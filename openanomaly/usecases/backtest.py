@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from openanomaly.config.pipeline import Pipeline
-from openanomaly.domain.hygiene import HygienePolicy, prepare
+from openanomaly.domain.hygiene import prepare, training_policy
 from openanomaly.domain.series import SeriesFrame
 from openanomaly.ports import MetricsReader, ModelEngine
 from openanomaly.usecases.common import floor_to_step
-from openanomaly.usecases.scoring import context_starts, score_points
+from openanomaly.usecases.scoring import read_start, score_points
 
 COLUMNS = ["unique_id", "ds", "y", "yhat", "yhat_lower", "yhat_upper", "score"]
 
@@ -53,7 +53,7 @@ def backtest(
     # pandas compares its DatetimeIndex with datetimes; typed as Timestamps for mypy
     last_ts = pd.Timestamp(last)
     at_all = pd.date_range(first, last, freq=step)
-    earliest = min(refits[0] - pipeline.train.window, context_starts(pipeline, at_all).min())
+    earliest = min(refits[0] - pipeline.train.window, read_start(pipeline, at_all))
     frame = reader.query_range(
         pipeline.query, earliest, last, step, max_series=pipeline.limits.max_series
     )
@@ -65,12 +65,14 @@ def backtest(
         history = frame.data[
             (frame.data["ds"] >= fit_end - pipeline.train.window) & (frame.data["ds"] <= fit_end)
         ]
-        train = prepare(history.reset_index(drop=True), step, HygienePolicy())
+        train = prepare(history.reset_index(drop=True), step, training_policy(step))
         if progress is not None:
             progress(index, len(refits))
         if train.frame.empty or not len(at):
             continue
-        model = engine.fit(SeriesFrame(train.frame, frame.labels), pipeline.model, step)
+        model = engine.fit(
+            SeriesFrame(train.frame, frame.labels, train.filled), pipeline.model, step
+        )
         result.fits += 1
         part, why = score_points(pipeline, engine, model, frame, at=at)
         result.skipped.update(why)

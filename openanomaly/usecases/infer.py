@@ -21,7 +21,7 @@ from openanomaly.domain.staleness import SeriesTracker
 from openanomaly.ports import RunRecord
 from openanomaly.usecases.common import ModelCache, NeedsRetrain, Ports, floor_to_step
 from openanomaly.usecases.context_cache import ContextCache
-from openanomaly.usecases.scoring import Stopwatch, context_starts, score_points
+from openanomaly.usecases.scoring import Stopwatch, read_start, score_points
 from openanomaly.usecases.train import _error_text
 
 log = logging.getLogger(__name__)
@@ -101,13 +101,13 @@ def _infer(
     if first > last:
         return run
     at = pd.date_range(first, last, freq=pipeline.step)
-    starts = context_starts(pipeline, at)
+    start = read_start(pipeline, at)
     clock = Stopwatch(outcome.timings)
     if contexts is not None:
-        frame = contexts.read(ports.reader, pipeline, record.version, starts.min(), last)
+        frame = contexts.read(ports.reader, pipeline, record.version, start, last)
     else:
         frame = ports.reader.query_range(
-            pipeline.query, starts.min(), last, pipeline.step, max_series=pipeline.limits.max_series
+            pipeline.query, start, last, pipeline.step, max_series=pipeline.limits.max_series
         )
     clock.lap("read")
     engine = ports.engine_for(record.engine)

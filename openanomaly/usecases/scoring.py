@@ -12,7 +12,8 @@ import pandas as pd
 
 from openanomaly.config.pipeline import Pipeline
 from openanomaly.domain.hygiene import HygienePolicy, prepare
-from openanomaly.domain.scoring import anomaly_score
+from openanomaly.domain.ranges import RANGE_COLUMNS
+from openanomaly.domain.scoring import anomaly_score, hold_off
 from openanomaly.domain.series import SeriesFrame, utc_times
 from openanomaly.ports import ModelEngine
 
@@ -44,6 +45,13 @@ def context_starts(pipeline: Pipeline, at: pd.DatetimeIndex) -> pd.DatetimeIndex
     return pd.DatetimeIndex(earliest - earliest % grid_ns, tz="UTC")
 
 
+def read_start(pipeline: Pipeline, at: pd.DatetimeIndex) -> pd.Timestamp:
+    """The earliest point scoring `at` needs: the context of the first point, or, with a
+    hold-off, the context of the first point the hold-off looks back at."""
+    first = pd.DatetimeIndex([at.min() - effective_holdoff(pipeline)])
+    return pd.Timestamp(context_starts(pipeline, first)[0])
+
+
 def score_points(
     pipeline: Pipeline,
     engine: ModelEngine,
@@ -53,9 +61,27 @@ def score_points(
     at: pd.DatetimeIndex,
     timings: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Bands and scores at every time in `at` from `frame` (raw points covering every
-    context), in batches of whole series and, within a batch, one window per context start.
-    Infer and backtest both score through here."""
+    """Bands and scores at every time in `at` (consecutive steps) from `frame` (raw points
+    from `read_start` on), in batches of whole series and, within a batch, one window per
+    context start. Infer and backtest both score through here."""
+    scored, skipped = _score_all(pipeline, engine, model, frame, at=at, timings=timings)
+    over = np.nan_to_num(scored["score"].to_numpy(dtype=np.float64)) > 1
+    if effective_holdoff(pipeline) and over.any():
+        clock = Stopwatch(timings)
+        scored = _held(pipeline, engine, model, frame, scored=scored, at=at)
+        clock.lap("score")
+    return scored, skipped
+
+
+def _score_all(
+    pipeline: Pipeline,
+    engine: ModelEngine,
+    model: Any,
+    frame: SeriesFrame,
+    *,
+    at: pd.DatetimeIndex,
+    timings: dict[str, float] | None,
+) -> tuple[pd.DataFrame, dict[str, str]]:
     starts = context_starts(pipeline, at)
     parts, skipped = [], {}
     for rows in series_batches(frame.data, SERIES_PER_BATCH):
@@ -90,6 +116,8 @@ def score_window(
     clock = Stopwatch(timings)
     clean = prepare(raw, pipeline.step, HygienePolicy())
     clock.lap("prepare")
+    if clean.frame.empty:  # no point in the context at all (a long outage): nothing to score
+        return _no_scores(), clean.skipped
     bands = engine.predict(
         model, SeriesFrame(clean.frame, labels), list(targets), pipeline.model.level
     )
@@ -97,9 +125,31 @@ def score_window(
     skipped = {**clean.skipped, **bands.attrs.get("skipped", {})}
     if bands.empty:  # nothing to score in this window (an outage, no series): not an error
         return _no_scores(), skipped
+    scored = _scored(pipeline, bands, raw, targets)
+    clock.lap("score")
+    return scored, skipped
+
+
+def effective_holdoff(pipeline: Pipeline) -> timedelta:
+    """`scoring.holdoff`, the default cut to `infer.context` (validation refuses a longer one
+    that the user wrote): the points it looks back at must be in the context."""
+    return min(pipeline.scoring.holdoff, pipeline.infer.context)
+
+
+def _scored(
+    pipeline: Pipeline, bands: pd.DataFrame, raw: pd.DataFrame, targets: pd.DatetimeIndex
+) -> pd.DataFrame:
+    scale = pipeline.model.scale
+    if scale != 1:  # the written band is the scaled one: the band users see is what alerts
+        yhat = bands["yhat"].to_numpy(dtype=np.float64)
+        bands = bands.assign(
+            yhat_lower=yhat - scale * (yhat - bands["yhat_lower"].to_numpy(dtype=np.float64)),
+            yhat_upper=yhat + scale * (bands["yhat_upper"].to_numpy(dtype=np.float64) - yhat),
+        )
     observed = _observed(raw, pipeline.step, targets)
     scored = bands.merge(observed, on=["unique_id", "ds"], how="left")
     s = pipeline.scoring
+    ranges = {c: scored[c].to_numpy(dtype=np.float64) for c in RANGE_COLUMNS if c in scored}
     scored["score"] = anomaly_score(
         scored["y"].to_numpy(dtype=np.float64),
         scored["yhat"].to_numpy(dtype=np.float64),
@@ -108,9 +158,47 @@ def score_window(
         direction=s.direction,
         min_dev=s.min_dev,
         min_rel_dev=s.min_rel_dev,
+        train_min=ranges.get("train_min"),
+        train_max=ranges.get("train_max"),
+        outside_range=s.outside_range,
     )
-    clock.lap("score")
-    return scored, skipped
+    return scored.drop(columns=[c for c in RANGE_COLUMNS if c in scored])
+
+
+def _held(
+    pipeline: Pipeline,
+    engine: ModelEngine,
+    model: Any,
+    frame: SeriesFrame,
+    *,
+    scored: pd.DataFrame,
+    at: pd.DatetimeIndex,
+) -> pd.DataFrame:
+    """`scoring.holdoff` applied. Only series with a point over 1 can change, so only those
+    are scored again over the hold-off before `at` (a tiny share of the series: the rest cost
+    nothing), each of those points exactly as it was scored as a target itself (its own
+    context), so a point's held score does not depend on which run scored it."""
+    step, holdoff = pipeline.step, effective_holdoff(pipeline)
+    hot = pd.unique(scored.loc[scored["score"] > 1, "unique_id"])
+    earlier = pd.date_range(at[0] - holdoff + step, at[0] - step, freq=step)
+    parts = [scored]
+    sub = frame.data[frame.data["unique_id"].isin(hot)]
+    if len(earlier) and len(sub):
+        sub = sub.reset_index(drop=True)
+        again = SeriesFrame(sub, frame.labels)
+        before, _ = _score_all(pipeline, engine, model, again, at=earlier, timings=None)
+        parts.insert(0, before)
+    both = pd.concat(parts, ignore_index=True) if len(parts) > 1 else scored
+    both = both.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+    held = hold_off(
+        both["unique_id"].to_numpy(dtype=object),
+        both["ds"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
+        both["score"].to_numpy(dtype=np.float64),
+        int(holdoff.total_seconds() * 1e9),
+    )
+    lookup = pd.Series(held, index=pd.MultiIndex.from_frame(both[["unique_id", "ds"]]))
+    key = pd.MultiIndex.from_frame(scored[["unique_id", "ds"]])
+    return scored.assign(score=lookup.reindex(key).to_numpy(dtype=np.float64))
 
 
 class Stopwatch:

@@ -11,6 +11,7 @@ from openanomaly.adapters.model_engine.catalog_checks import check_name
 from openanomaly.adapters.model_engine.introspect import package_dir
 from openanomaly.adapters.model_engine.pickled import dump_model, load_model
 from openanomaly.config.pipeline import season_steps
+from openanomaly.domain.ranges import ranges_for, training_ranges
 from openanomaly.ports import CatalogIssue
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class FittedRegressor:
     pooled_half_width: float = 0.0
     level: float = 99.0
     versions: dict[str, str] = field(default_factory=dict)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # training min, max
 
 
 class MLForecastEngine(MLForecastCatalog):
@@ -132,6 +134,7 @@ class MLForecastEngine(MLForecastCatalog):
             fitted.half_width[str(uid)] = float(quantiles[uid])
         fitted.regressor = self._regressor(spec.name, params)
         fitted.regressor.fit(features, table["y"])
+        fitted.ranges = training_ranges(frame.data)
         return fitted
 
     def _regressor(self, name: str, params: dict[str, Any]) -> Any:
@@ -195,6 +198,7 @@ class MLForecastEngine(MLForecastCatalog):
                 "yhat": yhat,
                 "yhat_lower": yhat - half.to_numpy(dtype=float),
                 "yhat_upper": yhat + half.to_numpy(dtype=float),
+                **ranges_for(table["unique_id"].to_numpy(), model.ranges),
             }
         )
         bands.attrs["skipped"] = skipped

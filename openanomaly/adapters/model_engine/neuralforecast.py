@@ -31,6 +31,7 @@ from openanomaly.adapters.model_engine.catalog_checks import check_name
 from openanomaly.adapters.model_engine.introspect import package_dir
 from openanomaly.adapters.model_engine.pickled import dump_model, load_model
 from openanomaly.config.pipeline import season_steps
+from openanomaly.domain.ranges import ranges_for, training_ranges
 from openanomaly.errors import MissingExtra
 from openanomaly.ports import CatalogIssue
 
@@ -131,6 +132,7 @@ class FittedNetwork:
     pooled_correction: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # training min, max
     live: Any = field(default=None, repr=False, compare=False)  # the loaded NeuralForecast
 
     def __getstate__(self) -> dict[str, Any]:
@@ -196,6 +198,7 @@ class NeuralForecastEngine(NeuralForecastCatalog):
             for uid, own in joined.assign(excess=excess).groupby("unique_id")["excess"]:
                 if len(own) >= MIN_CALIBRATION:
                     fitted.correction[str(uid)] = float(np.quantile(own, quantile))
+        fitted.ranges = training_ranges(frame.data)
         return fitted
 
     def predict(
@@ -225,6 +228,7 @@ class NeuralForecastEngine(NeuralForecastCatalog):
                 # A correction below zero narrows the band; it never crosses the median.
                 "yhat_lower": np.minimum(lower, yhat),
                 "yhat_upper": np.maximum(upper, yhat),
+                **ranges_for(bands["unique_id"].to_numpy(), model.ranges),
             }
         )
         out.attrs["skipped"] = skipped
