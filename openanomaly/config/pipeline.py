@@ -92,16 +92,19 @@ class ModelSpec(Section):
         "statsforecast",
         description="statsforecast | mlforecast | neuralforecast | package.module:Class",
     )
-    name: str = Field("AutoETS", description="Model class inside the engine")
+    name: str = Field(
+        "MSTL", description="Model class inside the engine (default: chosen on NAB)"
+    )
     params: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Constructor parameters; season_length may be a duration such as 1d",
+        default_factory=lambda: {"season_length": "1d"},
+        description="Constructor parameters; season_length may be a duration such as 1d. "
+        "The default is the default model's; a model named without params gets none",
     )
     level: float = Field(
         99.0, gt=0, lt=100, description="Prediction-interval level (%) of the band"
     )
     scale: float = Field(
-        1.0,
+        2.0,
         gt=0,
         description="Widens (> 1) or narrows the band: half-width = scale x the level-% "
         "interval's (as vmanomaly's scale)",
@@ -111,6 +114,15 @@ class ModelSpec(Section):
         description="Series that appear after training: fit on their context on the fly "
         "(until the next train), or leave them unscored until then",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _params_follow_the_name(cls, data: Any) -> Any:
+        # The default params (a daily season) belong to the default model: `name: AutoETS`
+        # alone must not inherit a 1d season_length that AutoETS cannot take.
+        if isinstance(data, dict) and "name" in data and "params" not in data:
+            return {**data, "params": {}}
+        return data
 
     @field_validator("engine")
     @classmethod
@@ -130,7 +142,7 @@ class ScoringSpec(Section):
         0.0, ge=0, description="Deviation relative to |yhat| under which score is 0"
     )
     outside_range: float = Field(
-        0.05,
+        0.02,
         ge=0,
         description="A value this fraction of the training range (max - min) beyond the "
         "training min or max scores 1, further out more (0: off)",

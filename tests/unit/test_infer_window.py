@@ -8,7 +8,8 @@ import pandas as pd
 
 from openanomaly.config.pipeline import Pipeline
 from openanomaly.usecases.common import floor_to_step
-from openanomaly.usecases.infer import context_starts, scoring_window
+from openanomaly.usecases.infer import scoring_window
+from openanomaly.usecases.scoring import context_starts
 
 P = Pipeline.model_validate(
     {"name": "p", "query": "up", "step": "5m", "infer": {"context": "8h", "max_catchup": "1h"}}

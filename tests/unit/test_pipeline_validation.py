@@ -35,10 +35,28 @@ def test_minimal_pipeline_gets_documented_defaults() -> None:
         timedelta(days=14),
     )
     assert (p.infer.every, p.infer.context) == (timedelta(minutes=1), timedelta(days=1))
-    assert (p.model.engine, p.model.name, p.model.level) == ("statsforecast", "AutoETS", 99.0)
+    assert (p.model.engine, p.model.name, p.model.level) == ("statsforecast", "MSTL", 99.0)
+    assert (p.model.params, p.model.scale) == ({"season_length": "1d"}, 2.0)
     assert p.scoring.direction == "both"
+    assert (p.scoring.outside_range, p.scoring.holdoff) == (0.02, timedelta(hours=8))
     assert p.output.prefix == "anomaly"
     assert p.limits.max_series == 10_000
+
+
+def test_a_model_named_without_params_gets_none_and_holdoff_is_checked() -> None:
+    loaded, problems = parse_pipeline_text(
+        MINIMAL + "model: {name: AutoETS}\n", "p.yaml", model_catalog
+    )
+    assert problems == []
+    assert loaded[0].pipeline.model.params == {}
+    # the default hold-off is cut to a shorter context; one written down is checked
+    short = MINIMAL + "model: {name: AutoETS}\ninfer: {context: 4h}\n"
+    assert check(short) == (["p"], [])
+    names, problems = check(short + "scoring: {holdoff: 6h}\n")
+    assert names == []
+    assert "longer than infer.context" in problems[0]
+    names, problems = check(MINIMAL + "step: 1d\ntrain: {window: 30d}\ninfer: {context: 2d}\n")
+    assert "MSTL needs seasons of at least 2 steps" in problems[0]
 
 
 def test_full_contract_example_is_valid() -> None:
@@ -96,8 +114,8 @@ CASES = [
         "p.yaml:3: model.params.season_length: SeasonalNaive needs parameter 'season_length'",
     ),
     (
-        MINIMAL + "model:\n  params: {season_length: 1d}\n",
-        "p.yaml:4: model.params.season_length: AutoETS supports season_length up to 24 steps, got 1440",
+        MINIMAL + "model:\n  name: AutoETS\n  params: {season_length: 1d}\n",
+        "p.yaml:5: model.params.season_length: AutoETS supports season_length up to 24 steps, got 1440",
     ),
     (
         MINIMAL + "step: 2m\nmodel: {name: MSTL, params: {season_length: 3m}}\n",

@@ -74,6 +74,13 @@ class StatsForecastCatalog:
             return [CatalogIssue("name", reason)]
         issues = check_params(name, class_signatures(models)[name], params)
         season = params.get("season_length")
+        seasons = season if isinstance(season, list) else [season]
+        if name == "MSTL" and any(isinstance(m, int) and m < 2 for m in seasons):
+            reason = (
+                "MSTL needs seasons of at least 2 steps (the default daily season needs a "
+                "step of 12h or less); use season_length: 1w, or another model"
+            )
+            issues.append(CatalogIssue("params.season_length", reason))
         limit = _MAX_SEASON.get(name)
         if limit is not None and isinstance(season, int) and season > limit:
             issues.append(
