@@ -80,6 +80,8 @@ def pipeline_yaml(name: str, query: str, *, season_length: int = 12, window: str
         f"train: {{window: {window}, every: 1h}}\n"
         "infer: {every: 1m, context: 3h, max_catchup: 1h}\n"
         f"model: {{name: AutoETS, params: {{season_length: {season_length}}}}}\n"
+        # the spikes are minutes apart: each must score over 1 (hold-off has its own tests)
+        "scoring: {holdoff: 0s}\n"
     )
 
 

@@ -76,6 +76,8 @@ def pipeline(metric: str) -> Pipeline:
             "train": {"window": "2d"},
             "infer": {"every": "5m", "context": "6h", "max_catchup": "3h"},
             "model": {"name": "AutoETS", "params": {"season_length": 12}},
+            # three spikes within the hour, each to score over 1: no hold-off here
+            "scoring": {"holdoff": "0s"},
         }
     )
 
