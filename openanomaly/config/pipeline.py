@@ -92,9 +92,7 @@ class ModelSpec(Section):
         "statsforecast",
         description="statsforecast | mlforecast | neuralforecast | package.module:Class",
     )
-    name: str = Field(
-        "MSTL", description="Model class inside the engine (default: chosen on NAB)"
-    )
+    name: str = Field("MSTL", description="Model class inside the engine (default: chosen on NAB)")
     params: dict[str, Any] = Field(
         default_factory=lambda: {"season_length": "1d"},
         description="Constructor parameters; season_length may be a duration such as 1d. "
@@ -142,7 +140,7 @@ class ScoringSpec(Section):
         0.0, ge=0, description="Deviation relative to |yhat| under which score is 0"
     )
     outside_range: float = Field(
-        0.02,
+        0.1,
         ge=0,
         description="A value this fraction of the training range (max - min) beyond the "
         "training min or max scores 1, further out more (0: off)",

@@ -38,7 +38,7 @@ def test_minimal_pipeline_gets_documented_defaults() -> None:
     assert (p.model.engine, p.model.name, p.model.level) == ("statsforecast", "MSTL", 99.0)
     assert (p.model.params, p.model.scale) == ({"season_length": "1d"}, 2.0)
     assert p.scoring.direction == "both"
-    assert (p.scoring.outside_range, p.scoring.holdoff) == (0.02, timedelta(hours=8))
+    assert (p.scoring.outside_range, p.scoring.holdoff) == (0.1, timedelta(hours=8))
     assert p.output.prefix == "anomaly"
     assert p.limits.max_series == 10_000
 
