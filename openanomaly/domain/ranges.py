@@ -24,22 +24,13 @@ def training_ranges(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
     }
 
 
-def range_columns(
-    ranges: list[tuple[float, float]], counts: list[int]
-) -> dict[str, npt.NDArray[np.float64]]:
-    """The two columns for a bands frame holding `counts[i]` rows of the i-th series."""
-    lows = np.asarray([r[0] for r in ranges], dtype=np.float64)
-    highs = np.asarray([r[1] for r in ranges], dtype=np.float64)
-    return {"train_min": np.repeat(lows, counts), "train_max": np.repeat(highs, counts)}
-
-
 def ranges_for(
     uids: npt.NDArray[np.object_], ranges: dict[str, tuple[float, float]]
 ) -> dict[str, npt.NDArray[np.float64]]:
     """The two columns for a bands frame whose rows belong to `uids` (NaN where unknown)."""
     ids = pd.Series(uids, dtype=object).astype(str)
-    nan = (np.nan, np.nan)
-    return {
-        "train_min": ids.map(lambda u: ranges.get(u, nan)[0]).to_numpy(dtype=np.float64),
-        "train_max": ids.map(lambda u: ranges.get(u, nan)[1]).to_numpy(dtype=np.float64),
-    }
+    lows = {uid: low for uid, (low, _) in ranges.items()}
+    highs = {uid: high for uid, (_, high) in ranges.items()}
+    low: npt.NDArray[np.float64] = np.asarray(ids.map(lows), dtype=np.float64)
+    high: npt.NDArray[np.float64] = np.asarray(ids.map(highs), dtype=np.float64)
+    return {"train_min": low, "train_max": high}

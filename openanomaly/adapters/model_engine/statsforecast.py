@@ -22,7 +22,7 @@ from openanomaly.adapters.model_engine.sf_onestep import (
     training_errors,
 )
 from openanomaly.config.pipeline import season_steps
-from openanomaly.domain.ranges import range_columns
+from openanomaly.domain.ranges import ranges_for
 from openanomaly.ports import CatalogIssue
 
 if TYPE_CHECKING:
@@ -249,7 +249,6 @@ class StatsForecastEngine(StatsForecastCatalog):
         ends = np.r_[starts[1:], len(ids)]
         scale = _level_scale(level, model.level)
         out_ids, out_ds, out_yhat, out_half = [], [], [], []
-        out_range: list[tuple[float, float]] = []
         skipped: dict[str, str] = {}
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             take = take_all[start:end]
@@ -276,12 +275,10 @@ class StatsForecastEngine(StatsForecastCatalog):
             yhat = forecast[take]
             known = np.isfinite(yhat)
             yhat, when = yhat[known], ds[start:end][take][known]
-            low, high = model.ranges.get(uid, (np.nan, np.nan))
             out_ids.append(uid)
             out_ds.append(when)
             out_yhat.append(yhat)
             out_half.append(model.half[uid] * scale)
-            out_range.append((low, high))
         if not out_ids:
             empty = pd.DataFrame(columns=["unique_id", "ds", "yhat", "yhat_lower", "yhat_upper"])
             empty.attrs["skipped"] = skipped
@@ -289,14 +286,15 @@ class StatsForecastEngine(StatsForecastCatalog):
         counts = [len(y) for y in out_yhat]
         yhat = np.concatenate(out_yhat)
         half = np.repeat(np.asarray(out_half, dtype=np.float64), counts)
+        uids = np.repeat(np.asarray(out_ids, dtype=object), counts)
         bands = pd.DataFrame(
             {
-                "unique_id": np.repeat(np.asarray(out_ids, dtype=object), counts),
+                "unique_id": uids,
                 "ds": pd.to_datetime(np.concatenate(out_ds), utc=True),
                 "yhat": yhat,
                 "yhat_lower": yhat - half,
                 "yhat_upper": yhat + half,
-                **range_columns(out_range, counts),
+                **ranges_for(uids, model.ranges),
             }
         )
         bands.attrs["skipped"] = skipped  # series not scored, with the reason: for run records
