@@ -7,13 +7,16 @@ CI must never go green by skipping what it claims to test.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from openanomaly.local_tsdb import LocalPrometheus, LocalTSDB, LocalVictoriaMetrics
+from tests.services import LocalPostgres, LocalRedis, find_postgres_binary
 
 TSDB_KINDS: dict[str, type[LocalTSDB]] = {
     "victoria_metrics": LocalVictoriaMetrics,
@@ -21,17 +24,24 @@ TSDB_KINDS: dict[str, type[LocalTSDB]] = {
 }
 
 
-def require_binary(kind: type[LocalTSDB]) -> str:
-    path = shutil.which(kind.binary_name)
+def require_executable(
+    name: str, debian_package: str, locate: Callable[[str], str | None] = shutil.which
+) -> str:
+    """The path of a server binary, or skip the test (fail it when `CI` is set)."""
+    path = locate(name)
     if path is not None:
         return path
     message = (
-        f"{kind.binary_name} is not on PATH (Debian: apt-get install {kind.debian_package}; "
+        f"{name} is not installed (Debian: apt-get install {debian_package}; "
         "`bash .ci/run` installs it)"
     )
     if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
         pytest.fail(message + " -- CI must not skip integration tests")
     pytest.skip(message)
+
+
+def require_binary(kind: type[LocalTSDB]) -> str:
+    return require_executable(kind.binary_name, kind.debian_package)
 
 
 def require_module(module: str, how: str) -> None:
@@ -93,3 +103,58 @@ def tsdb_factory(tmp_path: Path) -> Iterator[TSDBFactory]:
     yield make
     for tsdb in started:
         tsdb.kill()
+
+
+# Real Redis and PostgreSQL (tests/services.py), under the same missing-binary policy.
+
+
+def require_redis() -> str:
+    return require_executable("redis-server", LocalRedis.debian_package)
+
+
+def require_postgres() -> None:
+    for name in ("initdb", "postgres", "psql"):
+        require_executable(name, LocalPostgres.debian_package, find_postgres_binary)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis]:
+    """One Redis (no persistence) for the session; tests use distinct keys or queues."""
+    binary = require_redis()
+    with LocalRedis(tmp_path_factory.mktemp("redis"), binary=binary) as server:
+        yield server
+
+
+RedisFactory = Callable[[], LocalRedis]
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path) -> Iterator[RedisFactory]:
+    """Private, started Redis servers a test may stop, kill and start again (on the same port);
+    all killed at teardown."""
+    started: list[LocalRedis] = []
+
+    def make() -> LocalRedis:
+        binary = require_redis()
+        server = LocalRedis(tmp_path / f"redis-{len(started)}", binary=binary)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
+    """One PostgreSQL for the session (database `oa`); `pg_database` gives a test its own."""
+    require_postgres()
+    with LocalPostgres(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture
+def pg_database(postgres_server: LocalPostgres, request: pytest.FixtureRequest) -> str:
+    """The SQLAlchemy URL of a new, empty database on the session PostgreSQL."""
+    stem = re.sub(r"[^a-z0-9_]+", "_", request.node.name.lower())[:40].strip("_")
+    return postgres_server.fresh_database(f"t_{stem}_{uuid.uuid4().hex[:8]}")
