@@ -83,6 +83,15 @@ WATERMARKS = Table(
     Column("pipeline", String(255), primary_key=True),
     Column("at", BigInteger, nullable=False),
 )
+SCHEDULER_LEASE = "scheduler"  # the lease whose holder schedules (cluster mode)
+LEASES = Table(
+    "leases",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("fence", BigInteger, nullable=False),
+    Column("expires", BigInteger, nullable=False),
+)
 SCHEMA_VERSION = Table(
     "schema_version",
     metadata,
@@ -141,6 +150,21 @@ def _v1(conn: Connection) -> None:
     v1.create_all(conn)
 
 
+def _v2(conn: Connection) -> None:
+    """Leases: which scheduler leads (cluster mode), with a fencing token that grows on every
+    change of holder. Frozen like step 1."""
+    v2 = MetaData()
+    Table(
+        "leases",
+        v2,
+        Column("name", String(255), primary_key=True),
+        Column("holder", String(255), nullable=False),
+        Column("fence", BigInteger, nullable=False),
+        Column("expires", BigInteger, nullable=False),
+    )
+    v2.create_all(conn)
+
+
 def add_column(table: str, column: Column[Any]) -> Migration:
     """A step adding one nullable (or defaulted) column, in the dialect's own type syntax."""
 
@@ -153,7 +177,7 @@ def add_column(table: str, column: Column[Any]) -> Migration:
 
 
 # Step i (1-based) upgrades a database from version i-1 to i. Append only; never edit or reorder.
-MIGRATIONS: list[Migration] = [_v1]
+MIGRATIONS: list[Migration] = [_v1, _v2]
 
 
 def current_version(conn: Connection) -> int:

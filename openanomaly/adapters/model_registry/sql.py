@@ -21,8 +21,10 @@ from sqlalchemy.engine import URL, Engine, Row, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from openanomaly.adapters.model_registry.schema import (
+    LEASES,
     MODELS,
     RUNS,
+    SCHEDULER_LEASE,
     WATERMARKS,
     WRITE_OPTION,
     current_version,
@@ -242,6 +244,12 @@ class SqlRegistry:
         with self._guard("listing models"), self._read() as conn:
             return [_model(row) for row in conn.execute(query)]
 
+    def model(self, pipeline: str, version: int) -> ModelRecord | None:
+        query = select(MODELS).where(MODELS.c.pipeline == pipeline, MODELS.c.version == version)
+        with self._guard(f"reading model {pipeline!r} v{version}"), self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _model(row)
+
     def retired_models(self, pipeline: str, keep: int) -> list[ModelRecord]:
         if keep < 0:
             raise ValueError(f"keep must be >= 0, got {keep}")
@@ -315,17 +323,33 @@ class SqlRegistry:
             at = conn.scalar(query)
         return None if at is None else from_us(at)
 
-    def set_watermark(self, pipeline: str, at: datetime) -> None:
+    def set_watermark(self, pipeline: str, at: datetime, *, fence: int | None = None) -> bool:
         us = to_us(at)
 
-        def upsert(conn: Connection) -> None:
+        def upsert(conn: Connection) -> bool:
+            if fence is not None:
+                # Fenced (cluster mode): only the current holder of the scheduler lease may
+                # move it, and only forward. FOR UPDATE serialises this with a takeover.
+                held = select(LEASES.c.fence).where(LEASES.c.name == SCHEDULER_LEASE)
+                if conn.dialect.name == "postgresql":
+                    held = held.with_for_update()
+                if conn.scalar(held) != fence:
+                    return False
             # Update-then-insert works on every backend; a concurrent insert loses with a
             # primary-key violation and the whole transaction is retried as an update.
             query = update(WATERMARKS).where(WATERMARKS.c.pipeline == pipeline).values(at=us)
-            if not conn.execute(query).rowcount:
-                conn.execute(insert(WATERMARKS).values(pipeline=pipeline, at=us))
+            if fence is not None:
+                query = query.where(WATERMARKS.c.at < us)
+            if conn.execute(query).rowcount:
+                return True
+            exists = select(WATERMARKS.c.at).where(WATERMARKS.c.pipeline == pipeline)
+            if fence is not None and conn.scalar(exists) is not None:
+                return True  # already at or past `at`: a re-run of a committed window
+            conn.execute(insert(WATERMARKS).values(pipeline=pipeline, at=us))
+            return True
 
-        self._retrying(f"setting the watermark of {pipeline!r}", upsert)
+        done: bool = self._retrying(f"setting the watermark of {pipeline!r}", upsert)
+        return done
 
     def forget_pipeline(self, pipeline: str) -> None:
         query = delete(WATERMARKS).where(WATERMARKS.c.pipeline == pipeline)
