@@ -80,3 +80,7 @@ class RegistryUnavailable(OpenAnomalyError):
 class RegistrySchemaTooNew(OpenAnomalyError):
     """The registry database was migrated by a newer OpenAnomaly than this one. We refuse to
     touch it rather than misread it: upgrade OpenAnomaly or point at another database."""
+
+
+class DispatchUnavailable(OpenAnomalyError):
+    """A job could not be handed to the dispatcher (cluster mode: the broker is unreachable)."""

@@ -8,12 +8,13 @@ contract test suite in `tests/contracts/`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from openanomaly.domain.jobs import Job, JobResult, LeaseState
 from openanomaly.domain.labels import LabelTuple
 from openanomaly.errors import Problem
 
@@ -238,6 +239,10 @@ class ModelRegistry(Protocol):
         """Every stored model of `pipeline` (of all pipelines when None), newest first."""
         ...
 
+    def model(self, pipeline: str, version: int) -> ModelRecord | None:
+        """One stored version (active or retired), or None when it does not exist (pruned)."""
+        ...
+
     def retired_models(self, pipeline: str, keep: int) -> list[ModelRecord]:
         """Retired models older than the pipeline's newest `keep` versions, newest first.
 
@@ -282,8 +287,13 @@ class ModelRegistry(Protocol):
         """The newest timestamp already scored and delivered (or queued) for `pipeline`."""
         ...
 
-    def set_watermark(self, pipeline: str, at: datetime) -> None:
-        """Insert or replace the pipeline's watermark (moving it backwards is allowed)."""
+    def set_watermark(self, pipeline: str, at: datetime, *, fence: int | None = None) -> bool:
+        """Insert or replace the pipeline's watermark (moving it backwards is allowed).
+
+        With `fence` (cluster mode), the write happens only while `fence` is the scheduler
+        lease's current token, and only forward; returns False when the fence is stale (another
+        scheduler took over) and the watermark is left alone. Without it, always True.
+        """
         ...
 
     def forget_pipeline(self, pipeline: str) -> None:
@@ -333,12 +343,33 @@ class PipelineSource(Protocol):
 
 
 class JobDispatcher(Protocol):
-    """Runs train and infer jobs somewhere: local threads, or Celery workers."""
+    """Runs train and infer jobs somewhere: local threads, or Celery workers.
 
-    def submit(self, name: str, fn: Callable[[], T]) -> Future[T]:
-        """Run `fn` (identified by `name` for logs and metrics); the future carries its result."""
+    Contract: `submit` never runs the job inline; the future resolves to the job's JobResult
+    (failures of the job itself are a `failed` result, not an exception). It fails with
+    DispatchUnavailable when the job could not be handed over (broker down), so the caller can
+    record that; a job handed over may run more than once (redelivery), so jobs are idempotent.
+    """
+
+    def submit(self, job: Job) -> Future[JobResult]:
+        """Hand `job` over for execution."""
         ...
 
     def shutdown(self, grace: float) -> None:
         """Stop accepting work; wait up to `grace` seconds for running jobs."""
         ...
+
+
+class LeaderLease(Protocol):
+    """Which of several schedulers leads (cluster mode): one at a time, with a fencing token.
+
+    Contract: `acquire` takes the lease when it is free or expired and renews it when held;
+    it returns whether we lead. The token (`fence`) grows with every change of holder and is 0
+    while we do not lead. `release` gives it up at once (clean shutdown).
+    """
+
+    fence: int
+
+    def acquire(self) -> LeaseState: ...
+
+    def release(self) -> None: ...

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from openanomaly.adapters.job_dispatcher.threads import ThreadPoolDispatcher
+from openanomaly.bootstrap import build_dispatch
 from openanomaly.daemon.http import create_api
 from openanomaly.daemon.metrics import DaemonMetrics
 from openanomaly.daemon.service import Daemon
@@ -51,8 +51,15 @@ async def serve(app: App) -> None:
     outbox = getattr(app.writer, "outbox", None)
     if outbox is not None:
         metrics.outbox(lambda: float(outbox.stats.batches), lambda: float(outbox.stats.bytes))
-    dispatcher = ThreadPoolDispatcher(settings.dispatcher.workers)
-    daemon = Daemon(app, dispatcher, metrics)
+    dispatch = build_dispatch(app)
+    daemon = Daemon(
+        app,
+        dispatch.dispatcher,
+        metrics,
+        runner=dispatch.runner,
+        lease=dispatch.lease,
+        shard_series=dispatch.shard_series,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -73,6 +73,23 @@ class DaemonMetrics:
         self.pipeline_problems = Gauge(
             "openanomaly_pipeline_problems", "Problems in pipeline files", registry=r
         )
+        self.leader = Gauge(
+            "openanomaly_leader",
+            "1 while this instance schedules (always in light mode; the lease holder in cluster "
+            "mode)",
+            registry=r,
+        )
+        self.dispatcher_up = Gauge(
+            "openanomaly_dispatcher_up",
+            "0 when the last hand-over of jobs failed (cluster mode: broker unreachable)",
+            registry=r,
+        )
+        self.dispatcher_up.set(1)
+        self.dispatch_errors = Counter(
+            "openanomaly_dispatch_errors",
+            "Runs whose jobs could not be handed to the dispatcher",
+            registry=r,
+        )
         Info("openanomaly_build", "Build information", registry=r).info({"version": __version__})
 
     def outbox(self, batches: Callable[[], float], size: Callable[[], float]) -> None:

@@ -1,16 +1,21 @@
 """The daemon: every pipeline's train and infer jobs on APScheduler, run on the dispatcher.
 
 The asyncio loop only schedules and awaits; the work (reads, fits, writes) runs on the
-dispatcher's threads, so the HTTP endpoints answer while a model trains. Each job has a
-timeout: a hung run is recorded as failed and frees its slot (the thread itself cannot be
+dispatcher (local threads, or Celery workers in cluster mode), so the HTTP endpoints answer
+while a model trains. The daemon owns the run records and the watermarks: it plans each infer
+cycle (one job, or one per shard), and commits the watermark only when every job succeeded.
+Each run has a timeout: a hung run is recorded as failed and frees its slot (a thread cannot be
 killed; the reader's own timeouts end it).
+
+In cluster mode several daemons may run; only the holder of the scheduler lease runs jobs, the
+others keep their schedules warm and take over when the lease expires.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,13 +25,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import undefined
 
 from openanomaly.daemon.metrics import DaemonMetrics
-from openanomaly.domain.staleness import SeriesTracker
-from openanomaly.errors import Problem
-from openanomaly.ports import JobDispatcher, LoadedPipeline, RunRecord
-from openanomaly.usecases.common import ModelCache, floor_to_step
-from openanomaly.usecases.context_cache import ContextCache
-from openanomaly.usecases.infer import infer
-from openanomaly.usecases.train import train
+from openanomaly.domain.jobs import Job
+from openanomaly.errors import DispatchUnavailable, OpenAnomalyError, Problem
+from openanomaly.ports import JobDispatcher, LeaderLease, LoadedPipeline, RunRecord
+from openanomaly.usecases.common import floor_to_step
+from openanomaly.usecases.jobs import JobRunner, combine, plan_infer, train_job
+from openanomaly.usecases.train import error_text
 
 if TYPE_CHECKING:
     from openanomaly.bootstrap import App
@@ -57,33 +61,54 @@ class PipelineState:
 
 
 class Daemon:
-    def __init__(self, app: App, dispatcher: JobDispatcher, metrics: DaemonMetrics) -> None:
+    def __init__(
+        self,
+        app: App,
+        dispatcher: JobDispatcher,
+        metrics: DaemonMetrics,
+        *,
+        runner: JobRunner,
+        lease: LeaderLease | None = None,
+        shard_series: int | None = None,
+    ) -> None:
         self.app = app
         self.dispatcher = dispatcher
         self.metrics = metrics
-        self.models = ModelCache()
-        self.contexts = ContextCache()  # incremental reads between infer cycles
-        self.tracker = SeriesTracker()
+        self.runner = runner  # this process's jobs (light mode) and staleness bookkeeping
+        self.lease = lease  # None: the only scheduler (light mode)
+        self.shard_series = shard_series
+        self.leader = lease is None
         self.pipelines: dict[str, PipelineState] = {}
         self.problems: list[Problem] = []
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._fingerprint = ""
         self.started = False
         self.last_tsdb_ok: datetime | None = None
-        # Runs still executing, by (pipeline, kind). A run past its timeout keeps its thread
+        # Jobs still executing, by (pipeline, kind). A run past its timeout keeps its thread
         # (threads cannot be killed): no second run of that kind starts until it ends, or
         # two runs of one pipeline could race on its watermark and take every worker.
-        self._running: dict[tuple[str, str], Any] = {}
+        self._running: dict[tuple[str, str], list[Any]] = {}
+        self._recording: set[asyncio.Task[Any]] = set()  # `_run`s in progress
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        interrupted = self.app.registry.interrupt_running()
-        if interrupted:
-            log.warning("%d run(s) were interrupted by the last shutdown or crash", interrupted)
         jobs = self.app.settings.jobs
+        self.metrics.leader.set(1 if self.leader else 0)
+        if self.lease is None:
+            self._interrupt_orphans()
         self.scheduler.start()
         self.reload()
+        if self.lease is not None:
+            await self._lease_tick()  # lead at once when nobody else does
+            renew = self.app.settings.dispatcher.lease_ttl.total_seconds() / 3
+            self.scheduler.add_job(
+                self._lease_tick,
+                IntervalTrigger(seconds=renew),
+                id="lease",
+                coalesce=True,
+                max_instances=1,
+            )
         self.scheduler.add_job(
             self._reload_job,
             IntervalTrigger(seconds=jobs.reload_interval.total_seconds()),
@@ -109,8 +134,39 @@ class Daemon:
         self.scheduler.pause()
         grace = self.app.settings.jobs.shutdown_grace.total_seconds()
         await asyncio.to_thread(self.dispatcher.shutdown, grace)
-        await asyncio.sleep(0)  # let the finished runs' coroutines record them
+        if self._recording:  # let the runs that finished in the grace period be recorded
+            await asyncio.wait(list(self._recording), timeout=2)
         self.scheduler.shutdown(wait=False)
+        if self.lease is not None and self.leader:
+            try:
+                await asyncio.to_thread(self.lease.release)  # the standby takes over now
+            except OpenAnomalyError as exc:
+                log.warning("could not release the scheduler lease: %s", exc)
+
+    def _interrupt_orphans(self) -> None:
+        interrupted = self.app.registry.interrupt_running()
+        if interrupted:
+            log.warning("%d run(s) were interrupted by the last shutdown or crash", interrupted)
+
+    async def _lease_tick(self) -> None:
+        """Take or renew the scheduler lease (cluster mode); a change is logged and applied."""
+        assert self.lease is not None
+        try:
+            state = await asyncio.to_thread(self.lease.acquire)
+            leading, holder = state.leader, state.holder
+        except OpenAnomalyError as exc:  # cannot prove we lead: stop scheduling until we can
+            leading, holder = False, f"unknown ({exc})"
+        if leading and not self.leader:
+            log.warning("leading now (fence %d): scheduling every pipeline", self.lease.fence)
+            self.leader = True
+            # The previous leader's unfinished runs will never be finished by it.
+            await asyncio.to_thread(self._interrupt_orphans)
+            for state_ in list(self.pipelines.values()):  # train times from the registry
+                self._schedule(state_.loaded, changed=False, quiet=True)
+        elif not leading and self.leader:
+            log.warning("not leading: the scheduler lease is held by %s", holder)
+            self.leader = False
+        self.metrics.leader.set(1 if self.leader else 0)
 
     # --- pipelines -------------------------------------------------------------------------
 
@@ -152,15 +208,15 @@ class Daemon:
         # Only now: if applying raised part-way (registry down), the next tick tries again.
         self._fingerprint = fingerprint
 
-    def _schedule(self, item: LoadedPipeline, *, changed: bool) -> None:
+    def _schedule(self, item: LoadedPipeline, *, changed: bool, quiet: bool = False) -> None:
         pipeline = item.pipeline
         name = pipeline.name
         self.pipelines[name] = PipelineState(item)
         if changed:
-            self.models.forget(name)
-            self.contexts.forget(name)
+            self.runner.models.forget(name)
+            self.runner.contexts.forget(name)
             log.info("%s: changed in %s; rescheduled", name, item.source)
-        else:
+        elif not quiet:
             log.info("pipeline %s loaded from %s:%d", name, item.source, item.line)
         trigger: Any
         if pipeline.train.cron is not None:
@@ -204,77 +260,73 @@ class Daemon:
             if self.scheduler.get_job(f"{kind}:{name}") is not None:
                 self.scheduler.remove_job(f"{kind}:{name}")
         self.pipelines.pop(name, None)
-        self.models.forget(name)
-        self.contexts.forget(name)
         self.metrics.forget(name)
-        gone = self.tracker.remove(name)
+        gone = self.runner.forget(name)
         if gone:
             at_ms = int(datetime.now(UTC).timestamp() * 1000)
-            self.dispatcher.submit(f"stale:{name}", lambda: self.app.writer.mark_stale(gone, at_ms))
+            loop = asyncio.get_running_loop()
+            loop.run_in_executor(None, self.app.writer.mark_stale, gone, at_ms)
         log.info("%s: removed; its output series are marked stale", name)
 
     # --- jobs ------------------------------------------------------------------------------
 
     async def _train_job(self, name: str) -> RunRecord | None:
         state = self.pipelines.get(name)
-        if state is None:
+        if state is None or not self.leader:
             return None
         pipeline = state.loaded.pipeline
-        scheduled = datetime.now(UTC)
-        keep = self.app.settings.jobs.keep_models
+        scheduled = self.app.clock()
         timeout = self.app.settings.jobs.train_timeout.total_seconds()
-        future = self._submit(
-            name,
-            "train",
-            lambda: train(pipeline, self.app.ports(), keep_models=keep, scheduled=scheduled),
-        )
-        if future is None:
-            return None
-        run = await self._await(future, timeout, pipeline.name, "train", scheduled)
+        job = train_job(pipeline, scheduled)
+        run = await self._run(name, "train", [job], scheduled, timeout)
         if run is not None and run.status == "ok":
             self.last_tsdb_ok = datetime.now(UTC)
-            active = self.app.registry.active_model(name)
+            active = await asyncio.to_thread(self.app.registry.active_model, name)
             if active is not None:
                 self.metrics.model_created.labels(name).set(active.created.timestamp())
         return run
 
     async def _infer_job(self, name: str) -> RunRecord | None:
         state = self.pipelines.get(name)
-        if state is None:
+        if state is None or not self.leader:
             return None
-        if await asyncio.to_thread(self.app.registry.active_model, name) is None:
-            return None  # the first train has not finished (or failed; that run says why)
         pipeline = state.loaded.pipeline
-        scheduled = datetime.now(UTC)
-        timeout = self.app.settings.jobs.infer_timeout.total_seconds()
-        outcomes: list[Any] = []
-
-        def job() -> RunRecord:
-            outcome = infer(
-                pipeline,
-                self.app.ports(),
-                self.models,
-                tracker=self.tracker,
-                contexts=self.contexts,
-                scheduled=scheduled,
+        scheduled = self.app.clock()
+        try:
+            plan = await asyncio.to_thread(
+                lambda: plan_infer(
+                    pipeline,
+                    self.app.registry,
+                    scheduled,
+                    self.app.settings.tsdb.query_delay,
+                    shard_series=self.shard_series,
+                )
             )
-            outcomes.append(outcome)
-            return outcome.run
-
-        future = self._submit(name, "infer", job)
-        if future is None:
+        except OpenAnomalyError as exc:
+            log.error("%s: infer not planned: %s", name, exc)
             return None
-        run = await self._await(future, timeout, name, "infer", scheduled)
+        if plan is None:
+            return None  # the first train has not finished (or failed; that run says why)
+        timeout = self.app.settings.jobs.infer_timeout.total_seconds()
+        run = await self._run(name, "infer", plan.jobs, scheduled, timeout, commit=plan.last)
         if run is not None and run.status == "ok":
             self.last_tsdb_ok = datetime.now(UTC)
-        if outcomes and outcomes[0].needs_retrain:
-            self.trigger(name, "train")
         return run
 
-    def _submit(self, name: str, kind: str, fn: Any) -> Any:
-        """Submit a run unless the last one of this kind is still executing (then None)."""
-        previous = self._running.get((name, kind))
-        if previous is not None and not previous.done():
+    async def _run(
+        self,
+        name: str,
+        kind: str,
+        jobs: list[Job],
+        scheduled: datetime,
+        timeout: float,
+        *,
+        commit: datetime | None = None,
+    ) -> RunRecord | None:
+        """One recorded run: hand `jobs` to the dispatcher, await them all, and (infer) move
+        the watermark to `commit` when every job succeeded."""
+        previous = self._running.get((name, kind), [])
+        if not all(f.done() for f in previous):
             log.warning(
                 "%s: %s run skipped: the previous one is still running past its timeout",
                 name,
@@ -282,36 +334,70 @@ class Daemon:
             )
             self.metrics.runs.labels(name, kind, "skipped").inc()
             return None
-        future = self.dispatcher.submit(f"{kind}:{name}", fn)
-        self._running[(name, kind)] = future
-        return future
-
-    async def _await(
-        self, future: Any, timeout: float, name: str, kind: str, scheduled: datetime
-    ) -> RunRecord | None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._recording.add(task)
+            task.add_done_callback(self._recording.discard)
+        registry = self.app.registry
         try:
-            run: RunRecord = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            run = await asyncio.to_thread(
+                registry.start_run, RunRecord(name, kind, scheduled, self.app.clock())
+            )
+        except OpenAnomalyError as exc:
+            log.error("%s: %s run not started: %s", name, kind, exc)
+            return None
+        outcome = await self._execute(name, kind, jobs, timeout)
+        if outcome is None:  # the daemon is stopping
+            run = replace(run, status="interrupted", error="the daemon stopped before it ended")
+            await asyncio.to_thread(registry.finish_run, run)
+            return None
+        counts, error, retrain, job_failed = outcome
+        if error is None and commit is not None and jobs:
+            fence = self.lease.fence if self.lease is not None else None
+            moved = await asyncio.to_thread(registry.set_watermark, name, commit, fence=fence)
+            if not moved:
+                error = "not committed: another scheduler holds the lease now"
+        status = "failed" if error else "ok"
+        run = replace(run, status=status, finished=self.app.clock(), error=error, **counts)
+        if error and (self.lease is not None or not job_failed):  # else the runner logged it
+            log.error("%s: %s run failed: %s", name, kind, error)
+        await asyncio.to_thread(registry.finish_run, run)
+        self.metrics.record(run)
+        if retrain:
+            self.trigger(name, "train")
+        return run
+
+    async def _execute(
+        self, name: str, kind: str, jobs: list[Job], timeout: float
+    ) -> tuple[Any, str | None, bool, bool] | None:
+        """(counts, error, needs retrain, whether a job failed) of the jobs; None when
+        cancelled by a stop."""
+        try:
+            futures = [self.dispatcher.submit(job) for job in jobs]
+        except DispatchUnavailable as exc:
+            self.metrics.dispatch_errors.inc()
+            self.metrics.dispatcher_up.set(0)
+            return {}, str(exc), False, False
+        self.metrics.dispatcher_up.set(1)
+        self._running[(name, kind)] = futures
+        waiting = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        try:
+            results = await asyncio.wait_for(waiting, timeout)
         except asyncio.CancelledError:  # shutting down: queued and abandoned runs end here
             log.info("%s: %s run not awaited any longer: the daemon is stopping", name, kind)
             return None
         except TimeoutError:
-            log.error("%s: %s run exceeded its %.0fs timeout", name, kind, timeout)
-            failed = RunRecord(
-                name,
-                kind,
-                scheduled,
-                scheduled,
-                datetime.now(UTC),
-                "failed",
-                f"timed out after {timeout:.0f}s",
-            )
-            self.metrics.record(failed)
-            return failed
-        except Exception as exc:  # the use cases record their own failures; this is a bug
-            log.exception("%s: %s job crashed: %s", name, kind, exc)
-            return None
-        self.metrics.record(run)
-        return run
+            if self.lease is not None:
+                # Cluster mode: the jobs may still run (idempotently) but nothing waits for
+                # them; unlike a stuck local thread they hold no slot of ours, so the next
+                # cycle need not wait for them (a lost message never reports at all).
+                self._running.pop((name, kind), None)
+            return {}, f"timed out after {timeout:.0f}s", False, False
+        except OpenAnomalyError as exc:  # the result could not be fetched (broker lost)
+            self.metrics.dispatcher_up.set(0)
+            return {}, error_text(exc), False, False
+        counts, error, retrain = combine(list(results))
+        return counts, error, retrain, error is not None
 
     def trigger(self, name: str, kind: str) -> bool:
         """Run a pipeline's train or infer job now (API, retrain after a bad artifact)."""

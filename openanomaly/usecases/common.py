@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from threading import Lock
-from typing import Any
+from typing import Any, TypedDict
 
 from openanomaly.errors import ArtifactCorrupt, IncompatibleArtifact, OpenAnomalyError
 from openanomaly.ports import (
@@ -19,6 +19,15 @@ from openanomaly.ports import (
 )
 
 Clock = Callable[[], datetime]
+
+
+class RunCounts(TypedDict, total=False):
+    """A run's series and sample counts, as RunRecord and JobResult name them."""
+
+    series_in: int
+    series_scored: int
+    series_skipped: int
+    samples_written: int
 
 
 def utc_now() -> datetime:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from openanomaly.config.pipeline import Pipeline
 from openanomaly.domain.series import SeriesFrame, utc_times
+from openanomaly.domain.shards import in_shard
 from openanomaly.ports import MetricsReader
 
 OVERLAP_STEPS = 3
@@ -30,6 +31,7 @@ class _Entry:
     key: tuple[str, int]  # config hash, model version
     data: pd.DataFrame
     labels: dict[str, dict[str, str]]
+    start: datetime  # the oldest time kept
     end: datetime  # the newest time read
     runs: tuple[np.ndarray, np.ndarray] | None = None  # (series, point count), in data order
 
@@ -40,6 +42,7 @@ class ContextCache:
     _lock: Lock = field(default_factory=Lock)
     full_reads: int = 0
     incremental_reads: int = 0
+    reused_reads: int = 0
     # Output labels per pipeline and series, built once (a pipeline change calls forget).
     _outputs: dict[str, tuple[Any, dict[str, Any]]] = field(default_factory=dict)
 
@@ -64,11 +67,38 @@ class ContextCache:
         model_version: int,
         start: datetime,
         end: datetime,
+        *,
+        shard: tuple[int, int] = (0, 1),
     ) -> SeriesFrame:
-        """Raw points of [start, end], from the cache and a read of what it lacks."""
+        """Raw points of [start, end], from the cache and a read of what it lacks; with
+        `shard` (k, n), only the series of shard k of n. Every shard of a cycle that runs in
+        this process shares one read: the query returns all series either way."""
+        entry = self._full(reader, pipeline, model_version, start, end)
+        if shard[1] <= 1:
+            return SeriesFrame(entry.data, entry.labels)
+        if entry.runs is None:
+            entry.runs = _runs(entry.data["unique_id"].to_numpy())
+        names, lengths = entry.runs
+        keep = in_shard(names.tolist(), *shard)
+        mask = np.repeat(keep, lengths)
+        mine = set(names[keep].tolist())
+        labels = {uid: lab for uid, lab in entry.labels.items() if uid in mine}
+        return SeriesFrame(entry.data[mask].reset_index(drop=True), labels)
+
+    def _full(
+        self,
+        reader: MetricsReader,
+        pipeline: Pipeline,
+        model_version: int,
+        start: datetime,
+        end: datetime,
+    ) -> _Entry:
         key = (pipeline.config_hash(), model_version)
         with self._lock:
             entry = self._entries.get(pipeline.name)
+        if entry is not None and entry.key == key and entry.end == end and entry.start == start:
+            self.reused_reads += 1  # another shard of this cycle read it already
+            return entry
         overlap = pipeline.step * OVERLAP_STEPS
         usable = (
             entry is not None
@@ -79,17 +109,19 @@ class ContextCache:
         if not usable or entry is None:
             frame = self._query(reader, pipeline, start, end)
             self.full_reads += 1
-            self._store(pipeline.name, _Entry(key, frame.data, dict(frame.labels), end))
-            return frame
+            fresh = _Entry(key, frame.data, dict(frame.labels), start, end)
+            self._store(pipeline.name, fresh)
+            return fresh
         fetch_from = entry.end - overlap
-        fresh = self._query(reader, pipeline, fetch_from, end)
+        new = self._query(reader, pipeline, fetch_from, end)
         self.incremental_reads += 1
-        data, runs = _append(entry.data, fresh.data, start, fetch_from, entry.runs)
-        labels = {**entry.labels, **fresh.labels}
+        data, runs = _append(entry.data, new.data, start, fetch_from, entry.runs)
+        labels = {**entry.labels, **new.labels}
         present = set(runs[0].tolist())
         labels = {uid: lab for uid, lab in labels.items() if uid in present}
-        self._store(pipeline.name, _Entry(key, data, labels, end, runs))
-        return SeriesFrame(data, labels)
+        appended = _Entry(key, data, labels, start, end, runs)
+        self._store(pipeline.name, appended)
+        return appended
 
     def _query(
         self, reader: MetricsReader, pipeline: Pipeline, start: datetime, end: datetime

@@ -17,12 +17,20 @@ import pandas as pd
 
 from openanomaly.config.pipeline import Pipeline
 from openanomaly.domain.outputs import build_outputs
+from openanomaly.domain.series import SeriesFrame
+from openanomaly.domain.shards import shard_of
 from openanomaly.domain.staleness import SeriesTracker
-from openanomaly.ports import RunRecord
-from openanomaly.usecases.common import ModelCache, NeedsRetrain, Ports, floor_to_step
+from openanomaly.ports import ModelRecord, RunRecord
+from openanomaly.usecases.common import (
+    ModelCache,
+    NeedsRetrain,
+    Ports,
+    RunCounts,
+    floor_to_step,
+)
 from openanomaly.usecases.context_cache import ContextCache
 from openanomaly.usecases.scoring import Stopwatch, read_start, score_points
-from openanomaly.usecases.train import _error_text
+from openanomaly.usecases.train import error_text
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +56,40 @@ def infer(
     contexts: ContextCache | None = None,
     scheduled: datetime | None = None,
 ) -> InferOutcome:
+    """One infer run over the whole pipeline in this process (light mode, `openanomaly
+    infer`); recorded in the registry whatever happens."""
     started = ports.clock()
     run = ports.registry.start_run(RunRecord(pipeline.name, "infer", scheduled or started, started))
     outcome = InferOutcome(run)
     try:
-        run = _infer(
-            pipeline, ports, models, tracker=tracker, contexts=contexts, run=run, outcome=outcome
-        )
+        record = ports.registry.active_model(pipeline.name)
+        if record is None:
+            raise NeedsRetrain("no trained model yet")
+        watermark = ports.registry.watermark(pipeline.name)
+        first, last = scoring_window(pipeline, run.started, ports.query_delay, watermark)
+        if first <= last:
+            scored = score_window(
+                pipeline,
+                ports,
+                models,
+                record,
+                (first, last),
+                tracker=tracker,
+                contexts=contexts,
+                timings=outcome.timings,
+            )
+            # Accepted or durably queued: from here on the outbox owns delivery.
+            ports.registry.set_watermark(pipeline.name, last)
+            outcome.skipped = scored.skipped
+            run = replace(run, **scored.counts)
         run = replace(run, status="ok", finished=ports.clock())
     except NeedsRetrain as exc:
         log.error("%s: %s; retraining", pipeline.name, exc)
         outcome.needs_retrain = True
-        run = replace(run, status="failed", finished=ports.clock(), error=_error_text(exc))
+        run = replace(run, status="failed", finished=ports.clock(), error=error_text(exc))
     except Exception as exc:
         log.error("%s: infer failed: %s: %s", pipeline.name, type(exc).__name__, exc)
-        run = replace(run, status="failed", finished=ports.clock(), error=_error_text(exc))
+        run = replace(run, status="failed", finished=ports.clock(), error=error_text(exc))
     ports.registry.finish_run(run)
     outcome.run = run
     return outcome
@@ -81,38 +108,45 @@ def scoring_window(
     return max(watermark + step, oldest), last
 
 
-def _infer(
+@dataclass
+class Scored:
+    counts: RunCounts
+    skipped: dict[str, str]
+
+
+def score_window(
     pipeline: Pipeline,
     ports: Ports,
     models: ModelCache,
+    record: ModelRecord,
+    window: tuple[datetime, datetime],
     *,
-    tracker: SeriesTracker | None,
-    contexts: ContextCache | None,
-    run: RunRecord,
-    outcome: InferOutcome,
-) -> RunRecord:
-    record = ports.registry.active_model(pipeline.name)
-    if record is None:
-        raise NeedsRetrain("no trained model yet")
+    tracker: SeriesTracker | None = None,
+    contexts: ContextCache | None = None,
+    shard: tuple[int, int] = (0, 1),
+    timings: dict[str, float] | None = None,
+) -> Scored:
+    """Score [first, last] with model `record` (of shard k of n series) and write the results;
+    the watermark is the caller's. Idempotent: the same window, model and context give the
+    same samples, so a redelivered job rewrites identical values."""
+    first, last = window
+    timings = {} if timings is None else timings
     model = models.get(record, ports)
-    first, last = scoring_window(
-        pipeline, run.started, ports.query_delay, ports.registry.watermark(pipeline.name)
-    )
-    if first > last:
-        return run
     at = pd.date_range(first, last, freq=pipeline.step)
     start = read_start(pipeline, at)
-    clock = Stopwatch(outcome.timings)
+    clock = Stopwatch(timings)
     if contexts is not None:
-        frame = contexts.read(ports.reader, pipeline, record.version, start, last)
+        frame = contexts.read(ports.reader, pipeline, record.version, start, last, shard=shard)
     else:
         frame = ports.reader.query_range(
             pipeline.query, start, last, pipeline.step, max_series=pipeline.limits.max_series
         )
+        if shard[1] > 1:
+            frame = shard_frame(frame, *shard)
     clock.lap("read")
     engine = ports.engine_for(record.engine)
-    scored, skipped = score_points(pipeline, engine, model, frame, at=at, timings=outcome.timings)
-    clock = Stopwatch(outcome.timings)
+    scored, skipped = score_points(pipeline, engine, model, frame, at=at, timings=timings)
+    clock = Stopwatch(timings)
     own = {"pipeline": pipeline.name, "model": pipeline.model.name, **pipeline.output.labels}
     cache = contexts.output_labels(pipeline) if contexts is not None else None
     series = build_outputs(scored, frame.labels, pipeline.output.prefix, own, cache)
@@ -127,21 +161,20 @@ def _infer(
             + "; ".join(dict.fromkeys(result.errors[:3]))
         )
     if tracker is not None:
-        gone = tracker.update(pipeline.name, [s.labels for s in series])
+        key = pipeline.name if shard[1] <= 1 else f"{pipeline.name}#{shard[0]}/{shard[1]}"
+        gone = tracker.update(key, [s.labels for s in series])
         if gone:
             ports.writer.mark_stale(gone, int(last.timestamp() * 1000) + 1)
-    # Accepted or durably queued: from here on the outbox owns delivery.
-    ports.registry.set_watermark(pipeline.name, last)
     scored_series = int(scored["unique_id"].nunique()) if len(scored) else 0
     log.info(
-        "%s: scored %d series at %d point(s), %d samples written (%s)",
+        "%s%s: scored %d series at %d point(s), %d samples written (%s)",
         pipeline.name,
+        "" if shard[1] <= 1 else f" shard {shard[0]}/{shard[1]}",
         scored_series,
         len(at),
         result.accepted + result.queued,
-        ", ".join(f"{k} {v:.2f}s" for k, v in outcome.timings.items()),
+        ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()),
     )
-    outcome.skipped = skipped
     if skipped:
         log.info(
             "%s: %d series not scored, e.g. %s",
@@ -149,10 +182,17 @@ def _infer(
             len(skipped),
             "; ".join(f"{u}: {r}" for u, r in list(skipped.items())[:3]),
         )
-    return replace(
-        run,
-        series_in=len(frame.labels),
-        series_scored=scored_series,
-        series_skipped=len(skipped),
-        samples_written=result.accepted + result.queued,
-    )
+    counts: RunCounts = {
+        "series_in": len(frame.labels),
+        "series_scored": scored_series,
+        "series_skipped": len(skipped),
+        "samples_written": result.accepted + result.queued,
+    }
+    return Scored(counts, skipped)
+
+
+def shard_frame(frame: SeriesFrame, shard: int, shards: int) -> SeriesFrame:
+    """The series of one shard (the uncached path; ContextCache slices its runs instead)."""
+    mine = {uid for uid in frame.labels if shard_of(uid, shards) == shard}
+    data = frame.data[frame.data["unique_id"].isin(mine)].reset_index(drop=True)
+    return SeriesFrame(data, {uid: frame.labels[uid] for uid in mine})

@@ -11,28 +11,31 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from threading import Lock
-from typing import TypeVar
 
-T = TypeVar("T")
+from openanomaly.domain.jobs import Job, JobResult
+
 log = logging.getLogger(__name__)
 
 
 class ThreadPoolDispatcher:
-    def __init__(self, workers: int) -> None:
+    """Runs each job with `run` (a JobRunner's) on one of `workers` threads."""
+
+    def __init__(self, workers: int, run: Callable[[Job], JobResult]) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oa-job")
-        self._running: dict[Future[object], str] = {}
+        self._run = run
+        self._running: dict[Future[JobResult], str] = {}
         self._lock = Lock()
 
-    def submit(self, name: str, fn: Callable[[], T]) -> Future[T]:
-        future = self._pool.submit(fn)
+    def submit(self, job: Job) -> Future[JobResult]:
+        future = self._pool.submit(self._run, job)
         with self._lock:
-            self._running[future] = name  # type: ignore[index]
+            self._running[future] = job.name
         future.add_done_callback(self._forget)
         return future
 
-    def _forget(self, future: Future[T]) -> None:
+    def _forget(self, future: Future[JobResult]) -> None:
         with self._lock:
-            self._running.pop(future, None)  # type: ignore[arg-type]
+            self._running.pop(future, None)
 
     def shutdown(self, grace: float) -> None:
         """Queued jobs are cancelled; running ones get `grace` seconds, then are abandoned
