@@ -8,22 +8,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from openanomaly.adapters.artifact_store import artifact_store
+from openanomaly.adapters.job_dispatcher.threads import ThreadPoolDispatcher
 from openanomaly.adapters.metrics_reader.prometheus import PrometheusReader
 from openanomaly.adapters.metrics_writer.remote_write import RemoteWriteWriter
 from openanomaly.adapters.model_engine.catalogs import model_catalog
 from openanomaly.adapters.model_engine.factory import model_engine
+from openanomaly.adapters.model_registry.lease import SqlLease
 from openanomaly.adapters.model_registry.sql import SqlRegistry
 from openanomaly.adapters.pipeline_source.directory import DirectoryPipelineSource
 from openanomaly.config.settings import Settings
 from openanomaly.errors import ConfigError, Problem
 from openanomaly.ports import (
     ArtifactStore,
+    JobDispatcher,
+    LeaderLease,
     MetricsReader,
     MetricsWriter,
     ModelEngine,
     PipelineSource,
 )
 from openanomaly.usecases.common import Clock, Ports, utc_now
+from openanomaly.usecases.jobs import JobRunner
 
 
 @dataclass(frozen=True)
@@ -86,4 +91,31 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
             settings.storage.effective_artifacts_url, settings.storage.artifacts_options
         ),
         clock=clock or utc_now,
+    )
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """How the daemon runs jobs: the dispatcher, this process's runner, and (cluster mode)
+    the scheduler lease and shard size."""
+
+    dispatcher: JobDispatcher
+    runner: JobRunner
+    lease: LeaderLease | None = None
+    shard_series: int | None = None
+
+
+def build_dispatch(app: App) -> Dispatch:
+    """Threads in light mode; Celery (the `celery` extra) with a lease in cluster mode."""
+    settings = app.settings
+    runner = JobRunner(app.ports, keep_models=settings.jobs.keep_models)
+    if settings.dispatcher.kind == "threads":
+        return Dispatch(ThreadPoolDispatcher(settings.dispatcher.workers, runner.run), runner)
+    from openanomaly.adapters.job_dispatcher.celery import CeleryDispatcher
+
+    return Dispatch(
+        CeleryDispatcher(settings),
+        runner,
+        SqlLease(app.registry, settings.dispatcher.lease_ttl),
+        settings.dispatcher.shard_series,
     )

@@ -276,11 +276,21 @@ def version() -> None:
 
 @app.command()
 @with_settings
-def run(*, settings_args: dict[str, Any]) -> None:
+def run(
+    dispatcher: Annotated[
+        str | None,
+        typer.Option("--dispatcher", help="threads | celery; same as --set dispatcher.kind=KIND."),
+    ] = None,
+    *,
+    settings_args: dict[str, Any],
+) -> None:
     """Run the daemon: keep every pipeline trained and scored."""
     from openanomaly.bootstrap import build
     from openanomaly.logs import configure_logging
 
+    if dispatcher is not None:
+        settings_args = {**settings_args, "set_": [*(settings_args.get("set_") or [])]}
+        settings_args["set_"].append(f"dispatcher.kind={dispatcher}")
     loaded = load(settings_args)
     configure_logging(loaded.settings.log)
     if not loaded.settings.pipelines_dir.is_dir():
@@ -322,4 +332,4 @@ def main() -> None:
 
 
 # Commands that run jobs and show state (train, infer, models, runs) live in their own module.
-from openanomaly import cli_backtest, cli_jobs  # noqa: E402, F401
+from openanomaly import cli_backtest, cli_jobs, cli_worker  # noqa: E402, F401

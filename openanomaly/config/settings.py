@@ -213,7 +213,43 @@ class StorageSettings(StrictModel):
 
 class DispatcherSettings(StrictModel):
     kind: Literal["threads", "celery"] = "threads"
-    workers: int = Field(2, ge=1, le=256, description="Threads that run train and infer jobs")
+    workers: int = Field(
+        2, ge=1, le=256, description="threads: threads that run jobs; celery: worker processes"
+    )
+    broker_url: SecretStr | None = Field(
+        None, description="celery: the broker, e.g. redis://redis:6379/0 (required for celery)"
+    )
+    result_backend: SecretStr | None = Field(
+        None, description="celery: where results go; default the broker_url"
+    )
+    shard_series: int = Field(
+        1000, ge=1, description="celery: series per infer job; larger pipelines are split"
+    )
+    lease_ttl: Duration = Field(
+        timedelta(seconds=30),
+        description="celery: a dead leader's lease expires after this; a standby takes over",
+    )
+    max_retries: int = Field(
+        3, ge=0, le=100, description="celery: retries of a job whose TSDB or registry was down"
+    )
+    visibility_timeout: Duration | None = Field(
+        None,
+        description="celery/redis: an unacknowledged job is redelivered after this; default "
+        "the longest job timeout plus 5 minutes",
+    )
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _lease(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=3):
+            raise ValueError("lease_ttl must be at least 3s (it is renewed every third)")
+        return value
+
+    @model_validator(mode="after")
+    def _broker(self) -> DispatcherSettings:
+        if self.kind == "celery" and self.broker_url is None:
+            raise ValueError("the celery dispatcher needs broker_url, e.g. redis://host:6379/0")
+        return self
 
 
 class JobSettings(StrictModel):
@@ -291,3 +327,19 @@ class Settings(StrictModel):
     jobs: JobSettings = JobSettings()
     pipelines_dir: Path = Path("pipelines.d")
     log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _visibility(self) -> Settings:
+        longest = max(self.jobs.train_timeout, self.jobs.infer_timeout)
+        visible = self.dispatcher.visibility_timeout
+        if visible is not None and visible <= longest:
+            raise ValueError(
+                f"dispatcher.visibility_timeout ({visible}) must be longer than the longest job "
+                f"timeout ({longest}), or a running job is delivered to a second worker"
+            )
+        return self
+
+    @property
+    def visibility_timeout(self) -> timedelta:
+        longest = max(self.jobs.train_timeout, self.jobs.infer_timeout)
+        return self.dispatcher.visibility_timeout or longest + timedelta(minutes=5)
