@@ -211,6 +211,11 @@ class SqlRegistry:
         }
 
         def add(conn: Connection) -> int:
+            if conn.dialect.name == "postgresql":
+                # Serialise version assignment per pipeline: under READ COMMITTED, concurrent
+                # max()+1 readers otherwise collide on the unique constraint again and again
+                # (4 writers exhausted the retries in a test). Released at commit.
+                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(record.pipeline))))
             newest = conn.scalar(
                 select(func.max(MODELS.c.version)).where(MODELS.c.pipeline == record.pipeline)
             )
