@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +25,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import undefined
 
 from openanomaly.daemon.metrics import DaemonMetrics
-from openanomaly.domain.jobs import Job
-from openanomaly.errors import DispatchUnavailable, OpenAnomalyError, Problem
+from openanomaly.daemon.runs import RunExecutor
+from openanomaly.errors import OpenAnomalyError, Problem
 from openanomaly.ports import JobDispatcher, LeaderLease, LoadedPipeline, RunRecord
 from openanomaly.usecases.common import floor_to_step
-from openanomaly.usecases.jobs import JobRunner, combine, plan_infer, train_job
-from openanomaly.usecases.train import error_text
+from openanomaly.usecases.jobs import JobRunner, plan_infer, train_job
 
 if TYPE_CHECKING:
     from openanomaly.bootstrap import App
@@ -84,11 +83,14 @@ class Daemon:
         self._fingerprint = ""
         self.started = False
         self.last_tsdb_ok: datetime | None = None
-        # Jobs still executing, by (pipeline, kind). A run past its timeout keeps its thread
-        # (threads cannot be killed): no second run of that kind starts until it ends, or
-        # two runs of one pipeline could race on its watermark and take every worker.
-        self._running: dict[tuple[str, str], list[Any]] = {}
-        self._recording: set[asyncio.Task[Any]] = set()  # `_run`s in progress
+        self.runs = RunExecutor(
+            dispatcher,
+            app.registry,
+            metrics,
+            app.clock,
+            lease=lease,
+            retrain=lambda name: self.trigger(name, "train"),
+        )
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -134,8 +136,7 @@ class Daemon:
         self.scheduler.pause()
         grace = self.app.settings.jobs.shutdown_grace.total_seconds()
         await asyncio.to_thread(self.dispatcher.shutdown, grace)
-        if self._recording:  # let the runs that finished in the grace period be recorded
-            await asyncio.wait(list(self._recording), timeout=2)
+        await self.runs.settle(timeout=2)  # record the runs that ended within the grace
         self.scheduler.shutdown(wait=False)
         if self.lease is not None and self.leader:
             try:
@@ -278,7 +279,7 @@ class Daemon:
         scheduled = self.app.clock()
         timeout = self.app.settings.jobs.train_timeout.total_seconds()
         job = train_job(pipeline, scheduled)
-        run = await self._run(name, "train", [job], scheduled, timeout)
+        run = await self.runs.run(name, "train", [job], scheduled, timeout)
         if run is not None and run.status == "ok":
             self.last_tsdb_ok = datetime.now(UTC)
             active = await asyncio.to_thread(self.app.registry.active_model, name)
@@ -308,96 +309,10 @@ class Daemon:
         if plan is None:
             return None  # the first train has not finished (or failed; that run says why)
         timeout = self.app.settings.jobs.infer_timeout.total_seconds()
-        run = await self._run(name, "infer", plan.jobs, scheduled, timeout, commit=plan.last)
+        run = await self.runs.run(name, "infer", plan.jobs, scheduled, timeout, commit=plan.last)
         if run is not None and run.status == "ok":
             self.last_tsdb_ok = datetime.now(UTC)
         return run
-
-    async def _run(
-        self,
-        name: str,
-        kind: str,
-        jobs: list[Job],
-        scheduled: datetime,
-        timeout: float,
-        *,
-        commit: datetime | None = None,
-    ) -> RunRecord | None:
-        """One recorded run: hand `jobs` to the dispatcher, await them all, and (infer) move
-        the watermark to `commit` when every job succeeded."""
-        previous = self._running.get((name, kind), [])
-        if not all(f.done() for f in previous):
-            log.warning(
-                "%s: %s run skipped: the previous one is still running past its timeout",
-                name,
-                kind,
-            )
-            self.metrics.runs.labels(name, kind, "skipped").inc()
-            return None
-        task = asyncio.current_task()
-        if task is not None:
-            self._recording.add(task)
-            task.add_done_callback(self._recording.discard)
-        registry = self.app.registry
-        try:
-            run = await asyncio.to_thread(
-                registry.start_run, RunRecord(name, kind, scheduled, self.app.clock())
-            )
-        except OpenAnomalyError as exc:
-            log.error("%s: %s run not started: %s", name, kind, exc)
-            return None
-        outcome = await self._execute(name, kind, jobs, timeout)
-        if outcome is None:  # the daemon is stopping
-            run = replace(run, status="interrupted", error="the daemon stopped before it ended")
-            await asyncio.to_thread(registry.finish_run, run)
-            return None
-        counts, error, retrain, job_failed = outcome
-        if error is None and commit is not None and jobs:
-            fence = self.lease.fence if self.lease is not None else None
-            moved = await asyncio.to_thread(registry.set_watermark, name, commit, fence=fence)
-            if not moved:
-                error = "not committed: another scheduler holds the lease now"
-        status = "failed" if error else "ok"
-        run = replace(run, status=status, finished=self.app.clock(), error=error, **counts)
-        if error and (self.lease is not None or not job_failed):  # else the runner logged it
-            log.error("%s: %s run failed: %s", name, kind, error)
-        await asyncio.to_thread(registry.finish_run, run)
-        self.metrics.record(run)
-        if retrain:
-            self.trigger(name, "train")
-        return run
-
-    async def _execute(
-        self, name: str, kind: str, jobs: list[Job], timeout: float
-    ) -> tuple[Any, str | None, bool, bool] | None:
-        """(counts, error, needs retrain, whether a job failed) of the jobs; None when
-        cancelled by a stop."""
-        try:
-            futures = [self.dispatcher.submit(job) for job in jobs]
-        except DispatchUnavailable as exc:
-            self.metrics.dispatch_errors.inc()
-            self.metrics.dispatcher_up.set(0)
-            return {}, str(exc), False, False
-        self.metrics.dispatcher_up.set(1)
-        self._running[(name, kind)] = futures
-        waiting = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
-        try:
-            results = await asyncio.wait_for(waiting, timeout)
-        except asyncio.CancelledError:  # shutting down: queued and abandoned runs end here
-            log.info("%s: %s run not awaited any longer: the daemon is stopping", name, kind)
-            return None
-        except TimeoutError:
-            if self.lease is not None:
-                # Cluster mode: the jobs may still run (idempotently) but nothing waits for
-                # them; unlike a stuck local thread they hold no slot of ours, so the next
-                # cycle need not wait for them (a lost message never reports at all).
-                self._running.pop((name, kind), None)
-            return {}, f"timed out after {timeout:.0f}s", False, False
-        except OpenAnomalyError as exc:  # the result could not be fetched (broker lost)
-            self.metrics.dispatcher_up.set(0)
-            return {}, error_text(exc), False, False
-        counts, error, retrain = combine(list(results))
-        return counts, error, retrain, error is not None
 
     def trigger(self, name: str, kind: str) -> bool:
         """Run a pipeline's train or infer job now (API, retrain after a bad artifact)."""
