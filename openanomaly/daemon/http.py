@@ -99,6 +99,8 @@ def create_api(daemon: Daemon) -> FastAPI:
         given = (authorization or "").encode("utf-8", "surrogateescape")
         if not authorization or not hmac.compare_digest(given, expected.encode()):
             raise HTTPException(401, "missing or wrong bearer token")
+        if not daemon.leader:
+            raise HTTPException(409, "this scheduler is a standby; ask the one that leads")
         if not daemon.trigger(name, kind):
             raise HTTPException(404, f"no pipeline named {name!r}")
         return {"pipeline": name, "kind": kind, "status": "scheduled"}

@@ -313,11 +313,13 @@ def seed_live(victoria_metrics: LocalTSDB, metric: str) -> str:
 
 def test_the_standby_takes_over_when_the_leader_is_killed(
     victoria_metrics: LocalTSDB,
-    redis_server: LocalRedis,
+    redis_factory: RedisFactory,
     pg_database: str,
     tmp_path: Path,
 ) -> None:
     vm, name = victoria_metrics, "oa-failover"
+    # A broker of its own: the module's workers (other settings) must not take these jobs.
+    redis_server = redis_factory()
     live = seed_live(vm, "oa_live_failover")
     config = cluster_settings(
         tmp_path / "openanomaly.yaml",
@@ -341,6 +343,8 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
         wait_for("a to lead", lambda: a.metric("openanomaly_leader") == 1, timeout=10)
         b.start()
         assert b.metric("openanomaly_leader") == 0
+        refused = b.post(f"/api/v1/pipelines/{name}/infer", b.token)
+        assert refused.status_code == 409, refused.text  # a standby runs nothing
         wait_for("two infer cycles on a", lambda: len(ok_infers(a, name)) >= 2, timeout=120)
 
         a.kill()
@@ -356,8 +360,9 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
             vm, name, oldest - timedelta(minutes=4), datetime.fromisoformat(watermark)
         )
     finally:
-        a.close()
-        b.close()
+        for daemon in (a, b):  # shown by pytest when the test failed
+            print(f"--- scheduler {daemon.workdir.name}:\n{daemon.log_text()[-4000:]}")
+            daemon.close()
         worker.kill()
 
 
@@ -413,5 +418,6 @@ def test_a_broker_outage_shows_in_metrics_and_scheduling_resumes(
             datetime.fromisoformat(watermark),
         )
     finally:
+        print(f"--- scheduler:\n{daemon.log_text()[-4000:]}")  # shown when the test failed
         daemon.close()
         worker.kill()
