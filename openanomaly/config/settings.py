@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from openanomaly.config.types import Duration
+from openanomaly.durations import format_duration
 
 DEFAULT_HTTP_PORT = 8495
 """Our HTTP port (healthz, metrics, API). Chosen to stay clear of vmanomaly's 8490 and of the
@@ -334,8 +335,9 @@ class Settings(StrictModel):
         visible = self.dispatcher.visibility_timeout
         if visible is not None and visible <= longest:
             raise ValueError(
-                f"dispatcher.visibility_timeout ({visible}) must be longer than the longest job "
-                f"timeout ({longest}), or a running job is delivered to a second worker"
+                f"dispatcher.visibility_timeout ({format_duration(visible)}) must be longer than "
+                f"the longest job timeout ({format_duration(longest)}), or a running job is "
+                "delivered to a second worker"
             )
         return self
 
