@@ -145,9 +145,10 @@ def register(
     for i in range(series):
         uid = series_id({"__name__": METRIC, "instance": f"host-{i:05d}"})
         source = fit_ids[i % fit_series]
-        fitted.models[uid] = fitted.models[source]
-        fitted.sigma[uid] = fitted.sigma[source]
-        fitted.origin[uid] = fitted.origin[source]
+        for name in ("models", "sigma", "half", "ranges", "origin"):  # every per-series field
+            per_series = getattr(fitted, name)
+            if source in per_series:
+                per_series[uid] = per_series[source]
     artifact = app.artifacts.put("bench/model.bin", engine.dumps(fitted))
     print(f"artifact: {artifact.size / series:,.0f} bytes per series")
     app.registry.add_model(

@@ -40,6 +40,7 @@ class _Entry:
 class ContextCache:
     _entries: dict[str, _Entry] = field(default_factory=dict)
     _lock: Lock = field(default_factory=Lock)
+    _reading: dict[str, Lock] = field(default_factory=dict)  # per pipeline
     full_reads: int = 0
     incremental_reads: int = 0
     reused_reads: int = 0
@@ -86,6 +87,21 @@ class ContextCache:
         return SeriesFrame(entry.data[mask].reset_index(drop=True), labels)
 
     def _full(
+        self,
+        reader: MetricsReader,
+        pipeline: Pipeline,
+        model_version: int,
+        start: datetime,
+        end: datetime,
+    ) -> _Entry:
+        # One read at a time per pipeline: shards of one cycle running together in this
+        # process wait for the first one's read instead of each querying the TSDB.
+        with self._lock:
+            reading = self._reading.setdefault(pipeline.name, Lock())
+        with reading:
+            return self._full_locked(reader, pipeline, model_version, start, end)
+
+    def _full_locked(
         self,
         reader: MetricsReader,
         pipeline: Pipeline,

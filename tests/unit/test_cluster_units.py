@@ -3,6 +3,8 @@ ContextCache's shard slices, the dispatcher settings, and the thread pool runnin
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -248,3 +250,26 @@ def test_the_thread_pool_runs_jobs_with_its_runner() -> None:
         assert seen == ["train:p"]
     finally:
         pool.shutdown(1)
+
+
+def test_shards_reading_at_once_in_one_process_share_one_query() -> None:
+    ds = pd.date_range(T0 - timedelta(hours=1), T0, freq="1min", tz="UTC")
+    ids = [f"s{i:02d}" for i in range(20)]
+    frame = pd.DataFrame(
+        {"unique_id": np.repeat(ids, len(ds)), "ds": np.tile(ds, len(ids)), "y": 1.0}
+    )
+
+    class SlowReader(CountingReader):
+        def query_range(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            time.sleep(0.2)  # long enough for every thread to arrive while it reads
+            return super().query_range(*args, **kwargs)
+
+    reader = SlowReader(frame)
+    cache = ContextCache()
+    start = T0 - timedelta(minutes=30)
+    with ThreadPoolExecutor(4) as pool:
+        parts = list(
+            pool.map(lambda k: cache.read(reader, pipeline(), 1, start, T0, shard=(k, 4)), range(4))
+        )
+    assert reader.calls == 1
+    assert sorted(uid for part in parts for uid in part.labels) == ids

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 TASK = "openanomaly.run_job"
 QUEUE = "openanomaly"
-_POLL_SECONDS = 0.1
+# Results are polled: often while a job is young (short jobs would otherwise wait most of a
+# slow poll: a 10 ms job took 101 ms with a fixed 0.1 s), then at the slow rate.
+_POLL_FAST, _POLL_SLOW, _YOUNG_SECONDS = 0.01, 0.1, 2.0
 
 
 def _celery() -> Any:
@@ -95,10 +97,11 @@ class CeleryDispatcher:
             "train": settings.jobs.train_timeout.total_seconds() + 2 * visible,
             "infer": settings.jobs.infer_timeout.total_seconds() + 2 * visible,
         }
-        # task id -> (AsyncResult, future, when to give up on ever hearing of it)
-        self._pending: dict[str, tuple[Any, Future[JobResult], float]] = {}
+        # task id -> (AsyncResult, future, when sent, when to give up on ever hearing of it)
+        self._pending: dict[str, tuple[Any, Future[JobResult], float, float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="oa-celery-results", daemon=True)
         self._poller.start()
 
@@ -120,20 +123,27 @@ class CeleryDispatcher:
         future.set_running_or_notify_cancel()
         # A message can vanish (a broker restarted without persistence): resolve it as lost
         # a minute after it would have expired, so nothing waits on it for ever.
-        give_up = time.monotonic() + self._expires[job.kind] + 60
+        sent = time.monotonic()
         with self._lock:
-            self._pending[result.id] = (result, future, give_up)
+            self._pending[result.id] = (result, future, sent, sent + self._expires[job.kind] + 60)
+        self._wake.set()
         return future
 
     def _poll(self) -> None:
         """Resolve futures whose tasks finished; a backend outage just delays them (the
         scheduler's run timeout bounds the wait)."""
         failing_since: float | None = None
-        while not self._stop.wait(_POLL_SECONDS):
+        interval = _POLL_SLOW
+        while not self._stop.is_set():
+            self._wake.wait(interval)  # set by submit: a new job is polled fast at once
+            self._wake.clear()
             with self._lock:
                 pending = list(self._pending.items())
+            now = time.monotonic()
+            young = any(now - sent < _YOUNG_SECONDS for _, (_, _, sent, _) in pending)
+            interval = _POLL_FAST if young else _POLL_SLOW
             try:
-                for task_id, (result, future, give_up) in pending:
+                for task_id, (result, future, _, give_up) in pending:
                     if result.ready():
                         outcome = _result_of(result)
                     elif time.monotonic() > give_up:
@@ -158,12 +168,13 @@ class CeleryDispatcher:
             with self._lock:
                 if not self._pending:
                     break
-            time.sleep(_POLL_SECONDS)
+            time.sleep(_POLL_SLOW)
         self._stop.set()
+        self._wake.set()
         with self._lock:
             abandoned = list(self._pending.values())
             self._pending.clear()
-        for _, future, _ in abandoned:
+        for _, future, _, _ in abandoned:
             if not future.done():
                 future.set_exception(DispatchUnavailable("the dispatcher shut down"))
 
