@@ -1,7 +1,10 @@
 """Jobs on a local thread pool: the light mode's dispatcher.
 
-Threads, not processes: the engines spend their time in numpy, numba and torch, which release
-the GIL, and a thread shares the loaded models and the writer's connection pool for free.
+Threads, not processes: a thread shares the loaded models, the context cache and the writer's
+connection pool for free, and fits spend their time in numba, numpy and torch, which release
+the GIL. Scoring with statsforecast is a Python loop per series that holds it, so two infer
+jobs on two threads gain ~1.2x, not 2x (benchmarks/README.md, cluster mode); for more, run
+worker processes (cluster mode).
 """
 
 from __future__ import annotations
