@@ -1,0 +1,1 @@
+"""`openanomaly demo`: a TSDB, synthetic metrics with known incidents, backtest and live scoring."""
