@@ -23,9 +23,9 @@ def demo(
     live: Annotated[
         str, typer.Option("--live", help="How long to score live afterwards (0s: skip).")
     ] = "60s",
-    out: Annotated[
-        Path, typer.Option("--out", help="Where the plot goes.")
-    ] = Path("openanomaly-demo"),
+    out: Annotated[Path, typer.Option("--out", help="Where the plot goes.")] = Path(
+        "openanomaly-demo"
+    ),
 ) -> None:
     """Start a TSDB (or use --tsdb-url), seed days of synthetic metrics with injected
     incidents, backtest the demo pipelines, score live for a while, and print what was

@@ -20,7 +20,6 @@ def worker(
         int | None,
         typer.Option(
             "--concurrency",
-            "-c",
             min=1,
             help="Jobs run at once (processes); default dispatcher.workers.",
         ),
