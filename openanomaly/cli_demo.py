@@ -47,8 +47,8 @@ def demo(
     typer.echo("")
     typer.echo(
         f"found {report.found} of {len(report.findings)} injected incidents; "
-        f"{report.other_flagged} other point(s) scored over 1 "
-        f"(of {len(report.scored)} scored)"
+        f"{report.other_flagged} other alarm(s), points over 1, "
+        f"in {len(report.scored)} scored points"
     )
     if report.plot is not None:
         typer.echo(f"plot: {report.plot} (open it in a browser)")

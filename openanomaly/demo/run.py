@@ -60,7 +60,7 @@ class Finding:
 class DemoReport:
     findings: list[Finding]
     scored: pd.DataFrame
-    other_flagged: int  # points over 1 outside every injected incident
+    other_flagged: int  # points over 1 (alarm onsets) outside every injected incident
     live_runs: list[str] = field(default_factory=list)
     plot: Path | None = None
 
@@ -184,24 +184,28 @@ def _backtest_all(
 
 
 def _report(incidents: list[Incident], scored: pd.DataFrame) -> DemoReport:
-    flagged = scored[scored["score"] > 1]
-    claimed = pd.Series(False, index=flagged.index)
+    """An incident is found when a point in it scores 1 or more, as the alert rule has it
+    (within a hold-off, the points still anomalous after one over 1 score exactly 1). Other
+    alarms are the points over 1 elsewhere: the hold-off makes each a new onset."""
+    flagged = scored[scored["score"] >= 1]
+    onsets = scored["score"] > 1
+    explained = pd.Series(False, index=scored.index)
     findings = []
     for incident in incidents:
         key = f'{"service" if incident.family == "http" else "instance"}="{incident.series}"'
         uids = [u for u in scored["unique_id"].unique() if key in u]
         uid = uids[0] if uids else None
-        inside = (
-            (flagged["unique_id"] == uid)
-            & (flagged["ds"] >= pd.Timestamp(incident.start))
-            & (flagged["ds"] <= pd.Timestamp(incident.end + SLACK))
+        during = (
+            (scored["unique_id"] == uid)
+            & (scored["ds"] >= pd.Timestamp(incident.start))
+            & (scored["ds"] <= pd.Timestamp(incident.end + SLACK))
         )
-        claimed |= inside
-        hits = flagged[inside]
+        explained |= during
+        hits = flagged[during[flagged.index]]
         first = hits["ds"].min().to_pydatetime() if len(hits) else None
         peak = float(hits["score"].max()) if len(hits) else 0.0
         findings.append(Finding(incident, uid, bool(len(hits)), first, peak))
-    return DemoReport(findings, scored, int((~claimed).sum()))
+    return DemoReport(findings, scored, int((onsets & ~explained).sum()))
 
 
 def _live(
