@@ -6,6 +6,7 @@ Nothing here runs at import time; callers (CLI, tests) call `build` with validat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from openanomaly.adapters.artifact_store import artifact_store
 from openanomaly.adapters.job_dispatcher.threads import ThreadPoolDispatcher
@@ -71,9 +72,11 @@ class App:
             self.registry.close()
 
 
-def build(settings: Settings, clock: Clock | None = None) -> App:
+def build(settings: Settings, clock: Clock | None = None, *, outbox_dir: Path | None = None) -> App:
     """Wire the adapters. Creates the data directory and opens the registry (applying schema
-    migrations); opens no TSDB connection. `clock` is for tests that replay time."""
+    migrations); opens no TSDB connection. `clock` is for tests that replay time;
+    `outbox_dir` gives a process its own outbox (worker processes sharing a data directory
+    must not share one: each numbers its batches on its own)."""
     try:
         settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -84,7 +87,9 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         pipelines=DirectoryPipelineSource(settings.pipelines_dir, model_catalog),
         reader=PrometheusReader(settings.tsdb),
         writer=RemoteWriteWriter(
-            settings.tsdb, settings.remote_write, settings.storage.data_dir / "outbox"
+            settings.tsdb,
+            settings.remote_write,
+            outbox_dir or settings.storage.data_dir / "outbox",
         ),
         registry=SqlRegistry(settings.storage.effective_registry_url),
         artifacts=artifact_store(

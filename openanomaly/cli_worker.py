@@ -50,7 +50,15 @@ def worker(
         )
 
     def runner() -> JobRunner:
-        application = build(settings)
+        # Built in each pool process (after the fork), with an outbox of its own: processes
+        # sharing one would number their batches alike and overwrite each other's.
+        import socket
+
+        from billiard import current_process
+
+        index = getattr(current_process(), "index", 0)
+        outbox = settings.storage.data_dir / f"outbox-{socket.gethostname()}-{index}"
+        application = build(settings, outbox_dir=outbox)
         return JobRunner(application.ports, keep_models=settings.jobs.keep_models)
 
     run_worker(settings, runner, concurrency or settings.dispatcher.workers)

@@ -33,8 +33,7 @@ def create_api(daemon: Daemon) -> FastAPI:
         """The process is alive and its event loop answers."""
         return {"status": "ok"}
 
-    @api.get("/readyz")
-    async def readyz(response: Response) -> dict[str, Any]:
+    async def readiness() -> list[str]:
         """Scheduler running, registry reachable, TSDB answered recently (or nothing ran yet)."""
         problems = []
         if not daemon.started:
@@ -50,12 +49,19 @@ def create_api(daemon: Daemon) -> FastAPI:
         if ran_once and (last is None or datetime.now(UTC) - last > fresh):
             minutes = fresh.total_seconds() / 60
             problems.append(f"no successful TSDB read or write in the last {minutes:.0f} minutes")
+        daemon.metrics.ready.set(0 if problems else 1)
+        return problems
+
+    @api.get("/readyz")
+    async def readyz(response: Response) -> dict[str, Any]:
+        problems = await readiness()
         if problems:
             response.status_code = 503
         return {"ready": not problems, "problems": problems}
 
     @api.get("/metrics")
     async def metrics() -> Response:
+        await readiness()  # openanomaly_ready as of this scrape: alert rules see what /readyz says
         return Response(generate_latest(daemon.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/api/v1/pipelines")
@@ -99,7 +105,7 @@ def create_api(daemon: Daemon) -> FastAPI:
         given = (authorization or "").encode("utf-8", "surrogateescape")
         if not authorization or not hmac.compare_digest(given, expected.encode()):
             raise HTTPException(401, "missing or wrong bearer token")
-        if not daemon.leader:
+        if not daemon.leading:
             raise HTTPException(409, "this scheduler is a standby; ask the one that leads")
         if not daemon.trigger(name, kind):
             raise HTTPException(404, f"no pipeline named {name!r}")

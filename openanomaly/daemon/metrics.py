@@ -73,6 +73,12 @@ class DaemonMetrics:
         self.pipeline_problems = Gauge(
             "openanomaly_pipeline_problems", "Problems in pipeline files", registry=r
         )
+        self.ready = Gauge(
+            "openanomaly_ready",
+            "1 when /readyz would answer 200 (scheduler running, registry reachable, TSDB "
+            "answered recently); set at each scrape",
+            registry=r,
+        )
         self.leader = Gauge(
             "openanomaly_leader",
             "1 while this instance schedules (always in light mode; the lease holder in cluster "

@@ -60,6 +60,7 @@ class RunExecutor:
         timeout: float,
         *,
         commit: datetime | None = None,
+        fence: int | None = None,
     ) -> RunRecord | None:
         """One recorded run: hand `jobs` to the dispatcher, await them all, and (infer) move
         the watermark to `commit` when every job succeeded."""
@@ -91,7 +92,6 @@ class RunExecutor:
             return None
         counts, error, retrain, job_failed = outcome
         if error is None and commit is not None and jobs:
-            fence = self.lease.fence if self.lease is not None else None
             moved = await asyncio.to_thread(registry.set_watermark, name, commit, fence=fence)
             if not moved:
                 error = "not committed: another scheduler holds the lease now"
@@ -111,7 +111,9 @@ class RunExecutor:
         """(counts, error, needs retrain, whether a job failed) of the jobs; None when
         cancelled by a stop."""
         try:
-            futures = [self.dispatcher.submit(job) for job in jobs]
+            # Off the event loop: a publish may wait on the broker (reconnects, retries), and
+            # the loop must keep renewing the lease and answering HTTP meanwhile.
+            futures = await asyncio.to_thread(lambda: [self.dispatcher.submit(j) for j in jobs])
         except DispatchUnavailable as exc:
             self.metrics.dispatch_errors.inc()
             self.metrics.dispatcher_up.set(0)
@@ -133,6 +135,9 @@ class RunExecutor:
             return {}, f"timed out after {timeout:.0f}s", False, False
         except OpenAnomalyError as exc:  # the result could not be fetched (broker lost)
             self.metrics.dispatcher_up.set(0)
+            return {}, error_text(exc), False, False
+        except Exception as exc:  # a bug; the run is still recorded, with the error
+            log.exception("%s: %s run crashed", name, kind)
             return {}, error_text(exc), False, False
         counts, error, retrain = combine(list(results))
         return counts, error, retrain, error is not None

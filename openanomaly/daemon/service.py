@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,7 @@ class Daemon:
         self.lease = lease  # None: the only scheduler (light mode)
         self.shard_series = shard_series
         self.leader = lease is None
+        self._lease_until = 0.0  # monotonic: when our lease lapses unless renewed (cluster)
         self.pipelines: dict[str, PipelineState] = {}
         self.problems: list[Problem] = []
         self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -144,6 +146,15 @@ class Daemon:
             except OpenAnomalyError as exc:
                 log.warning("could not release the scheduler lease: %s", exc)
 
+    @property
+    def leading(self) -> bool:
+        """Whether to run jobs now: always in light mode; in cluster mode while we hold the
+        lease and it has not lapsed by our own clock (a stalled renewal must not let two
+        schedulers run jobs)."""
+        if self.lease is None:
+            return True
+        return self.leader and time.monotonic() < self._lease_until
+
     def _interrupt_orphans(self) -> None:
         interrupted = self.app.registry.interrupt_running()
         if interrupted:
@@ -152,18 +163,24 @@ class Daemon:
     async def _lease_tick(self) -> None:
         """Take or renew the scheduler lease (cluster mode); a change is logged and applied."""
         assert self.lease is not None
+        asked = time.monotonic()  # the database's expiry is at most a TTL after this
         try:
             state = await asyncio.to_thread(self.lease.acquire)
             leading, holder = state.leader, state.holder
         except OpenAnomalyError as exc:  # cannot prove we lead: stop scheduling until we can
             leading, holder = False, f"unknown ({exc})"
+        if leading:
+            self._lease_until = asked + self.app.settings.dispatcher.lease_ttl.total_seconds()
         if leading and not self.leader:
             log.warning("leading now (fence %d): scheduling every pipeline", self.lease.fence)
             self.leader = True
-            # The previous leader's unfinished runs will never be finished by it.
-            await asyncio.to_thread(self._interrupt_orphans)
-            for state_ in list(self.pipelines.values()):  # train times from the registry
-                self._schedule(state_.loaded, changed=False, quiet=True)
+            try:
+                # The previous leader's unfinished runs will never be finished by it.
+                await asyncio.to_thread(self._interrupt_orphans)
+                for state_ in list(self.pipelines.values()):  # train times from the registry
+                    self._schedule(state_.loaded, changed=False, quiet=True)
+            except OpenAnomalyError as exc:  # the jobs stay scheduled; the next tick is fine
+                log.error("taking over: %s", exc)
         elif not leading and self.leader:
             log.warning("not leading: the scheduler lease is held by %s", holder)
             self.leader = False
@@ -273,13 +290,13 @@ class Daemon:
 
     async def _train_job(self, name: str) -> RunRecord | None:
         state = self.pipelines.get(name)
-        if state is None or not self.leader:
+        if state is None or not self.leading:
             return None
         pipeline = state.loaded.pipeline
         scheduled = self.app.clock()
         timeout = self.app.settings.jobs.train_timeout.total_seconds()
         job = train_job(pipeline, scheduled)
-        run = await self.runs.run(name, "train", [job], scheduled, timeout)
+        run = await self.runs.run(name, "train", [job], scheduled, timeout, fence=self._fence())
         if run is not None and run.status == "ok":
             self.last_tsdb_ok = datetime.now(UTC)
             active = await asyncio.to_thread(self.app.registry.active_model, name)
@@ -289,7 +306,7 @@ class Daemon:
 
     async def _infer_job(self, name: str) -> RunRecord | None:
         state = self.pipelines.get(name)
-        if state is None or not self.leader:
+        if state is None or not self.leading:
             return None
         pipeline = state.loaded.pipeline
         scheduled = self.app.clock()
@@ -309,10 +326,16 @@ class Daemon:
         if plan is None:
             return None  # the first train has not finished (or failed; that run says why)
         timeout = self.app.settings.jobs.infer_timeout.total_seconds()
-        run = await self.runs.run(name, "infer", plan.jobs, scheduled, timeout, commit=plan.last)
+        run = await self.runs.run(
+            name, "infer", plan.jobs, scheduled, timeout, commit=plan.last, fence=self._fence()
+        )
         if run is not None and run.status == "ok":
             self.last_tsdb_ok = datetime.now(UTC)
         return run
+
+    def _fence(self) -> int | None:
+        """The token a run commits under: taken when it is planned, not when it ends."""
+        return self.lease.fence if self.lease is not None else None
 
     def trigger(self, name: str, kind: str) -> bool:
         """Run a pipeline's train or infer job now (API, retrain after a bad artifact)."""

@@ -115,9 +115,16 @@ def seed(url: str, start: datetime, end: datetime, outbox: Path) -> list[Inciden
     finally:
         writer.close(5)
     if result.dropped or result.queued:
+        errors = "; ".join(dict.fromkeys(result.errors[:3]))
+        hint = "is remote write enabled?"
+        if "out of bounds" in errors or "too old" in errors:
+            hint = (
+                "it refuses samples days old: Prometheus needs "
+                "storage.tsdb.out_of_order_time_window (e.g. 30d), or use a fresh TSDB"
+            )
         raise OpenAnomalyError(
             f"the TSDB at {url} did not take the demo data ({result.dropped} refused, "
-            f"{result.queued} queued): is remote write enabled? {'; '.join(result.errors[:2])}"
+            f"{result.queued} queued): {hint} ({errors})"
         )
     return incidents
 

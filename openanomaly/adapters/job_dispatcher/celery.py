@@ -54,6 +54,7 @@ def celery_app(settings: Settings) -> Celery:
     broker = dispatcher.broker_url.get_secret_value()
     backend = (dispatcher.result_backend or dispatcher.broker_url).get_secret_value()
     visible = settings.visibility_timeout.total_seconds()
+    longest = max(settings.jobs.train_timeout, settings.jobs.infer_timeout).total_seconds()
     transport = {
         "visibility_timeout": visible,
         # Look for messages of dead workers often enough that redelivery takes about the
@@ -80,6 +81,11 @@ def celery_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_enable_remote_control=False,
         worker_send_task_events=False,
+        # The scheduler gives up on a run after its timeout; the worker stops the job soon after
+        # (prefork pools enforce these; a solo worker cannot interrupt a running job), so a slow
+        # job does not outlive the visibility timeout and get delivered a second time.
+        task_soft_time_limit=longest,
+        task_time_limit=longest + 60,
     )
     return app
 
@@ -119,6 +125,10 @@ class CeleryDispatcher:
             )
         except (OperationalError, OSError) as exc:
             raise DispatchUnavailable(f"cannot hand {job.name} to the broker: {exc}") from None
+        except Exception as exc:  # e.g. RuntimeError: cannot reach the result store
+            raise DispatchUnavailable(
+                f"cannot hand {job.name} to the broker: {type(exc).__name__}: {exc}"
+            ) from None
         future: Future[JobResult] = Future()
         future.set_running_or_notify_cancel()
         # A message can vanish (a broker restarted without persistence): resolve it as lost
@@ -143,6 +153,7 @@ class CeleryDispatcher:
             young = any(now - sent < _YOUNG_SECONDS for _, (_, _, sent, _) in pending)
             interval = _POLL_FAST if young else _POLL_SLOW
             try:
+                self._drain_subscriptions(len(pending))
                 for task_id, (result, future, _, give_up) in pending:
                     if result.ready():
                         outcome = _result_of(result)
@@ -159,6 +170,17 @@ class CeleryDispatcher:
                 if failing_since is None:
                     failing_since = time.monotonic()
                     log.warning("cannot read job results from the result backend: %s", exc)
+
+    def _drain_subscriptions(self, count: int) -> None:
+        """send_task subscribes to each result's pub/sub channel; we poll instead, so read the
+        messages off that connection or they pile up (~800 bytes a job) until Redis drops it
+        at its pub/sub output-buffer limit."""
+        consumer = getattr(self._app.backend, "result_consumer", None)
+        drain = getattr(consumer, "drain_events", None)
+        if drain is None:
+            return
+        for _ in range(3 * count + 3):  # subscribe, result and unsubscribe replies per job
+            drain(timeout=0)
 
     def shutdown(self, grace: float) -> None:
         """Jobs already sent stay with the workers (a standby scheduler commits nothing of
