@@ -77,7 +77,7 @@ class RunExecutor:
         if task is not None:
             self._recording.add(task)
             task.add_done_callback(self._recording.discard)
-        registry = self.registry
+        registry = self.registry  # several calls below, each in a thread
         try:
             run = await asyncio.to_thread(
                 registry.start_run, RunRecord(name, kind, scheduled, self.clock())

@@ -74,7 +74,12 @@ class ContextCache:
         """Raw points of [start, end], from the cache and a read of what it lacks; with
         `shard` (k, n), only the series of shard k of n. Every shard of a cycle that runs in
         this process shares one read: the query returns all series either way."""
-        entry = self._full(reader, pipeline, model_version, start, end)
+        # One read at a time per pipeline: shards of one cycle running together in this
+        # process wait for the first one's read instead of each querying the TSDB.
+        with self._lock:
+            reading = self._reading.setdefault(pipeline.name, Lock())
+        with reading:
+            entry = self._full(reader, pipeline, model_version, start, end)
         if shard[1] <= 1:
             return SeriesFrame(entry.data, entry.labels)
         if entry.runs is None:
@@ -87,21 +92,6 @@ class ContextCache:
         return SeriesFrame(entry.data[mask].reset_index(drop=True), labels)
 
     def _full(
-        self,
-        reader: MetricsReader,
-        pipeline: Pipeline,
-        model_version: int,
-        start: datetime,
-        end: datetime,
-    ) -> _Entry:
-        # One read at a time per pipeline: shards of one cycle running together in this
-        # process wait for the first one's read instead of each querying the TSDB.
-        with self._lock:
-            reading = self._reading.setdefault(pipeline.name, Lock())
-        with reading:
-            return self._full_locked(reader, pipeline, model_version, start, end)
-
-    def _full_locked(
         self,
         reader: MetricsReader,
         pipeline: Pipeline,

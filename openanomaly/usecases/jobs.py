@@ -131,7 +131,7 @@ class JobRunner:
             log.error("%s: %s; the scheduler retrains", job.name, exc)
             return JobResult("failed", error_text(exc), needs_retrain=True, worker=self.worker)
         except Exception as exc:
-            log.error("%s: %s failed: %s", job.pipeline, job.name.split(":")[0], error_text(exc))
+            log.error("%s: %s failed: %s", job.pipeline, job.kind, error_text(exc))
             return JobResult(
                 "failed",
                 error_text(exc),

@@ -153,7 +153,6 @@ class CeleryDispatcher:
             young = any(now - sent < _YOUNG_SECONDS for _, (_, _, sent, _) in pending)
             interval = _POLL_FAST if young else _POLL_SLOW
             try:
-                self._drain_subscriptions(len(pending))
                 for task_id, (result, future, _, give_up) in pending:
                     if result.ready():
                         outcome = _result_of(result)
@@ -170,17 +169,6 @@ class CeleryDispatcher:
                 if failing_since is None:
                     failing_since = time.monotonic()
                     log.warning("cannot read job results from the result backend: %s", exc)
-
-    def _drain_subscriptions(self, count: int) -> None:
-        """send_task subscribes to each result's pub/sub channel; we poll instead, so read the
-        messages off that connection or they pile up (~800 bytes a job) until Redis drops it
-        at its pub/sub output-buffer limit."""
-        consumer = getattr(self._app.backend, "result_consumer", None)
-        drain = getattr(consumer, "drain_events", None)
-        if drain is None:
-            return
-        for _ in range(3 * count + 3):  # subscribe, result and unsubscribe replies per job
-            drain(timeout=0)
 
     def shutdown(self, grace: float) -> None:
         """Jobs already sent stay with the workers (a standby scheduler commits nothing of
