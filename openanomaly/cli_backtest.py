@@ -10,29 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from openanomaly.cli import app, load, with_settings
+from openanomaly.durations import parse_time
 from openanomaly.errors import ConfigError, Problem
-
-
-def parse_time(text: str, flag: str, now: datetime) -> datetime:
-    """An ISO 8601 time (UTC unless it has an offset), Unix seconds, or a duration meaning
-    that long before now (`7d`, `36h`)."""
-    from openanomaly.durations import parse_duration
-
-    text = text.strip()
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromtimestamp(float(text), UTC)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        reason = f"{text!r} is not a time: use ISO 8601, Unix seconds, or a duration ago (7d)"
-        raise ConfigError([Problem(flag, 0, "", reason)]) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @app.command("backtest")

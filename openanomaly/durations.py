@@ -8,7 +8,9 @@ appear from largest to smallest and at most once, as Prometheus requires. A bare
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+
+from openanomaly.errors import ConfigError, Problem
 
 _UNITS_MS: dict[str, int] = {
     "y": 365 * 86_400_000,
@@ -76,3 +78,23 @@ def format_duration(value: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def parse_time(text: str, flag: str, now: datetime) -> datetime:
+    """An ISO 8601 time (UTC unless it has an offset), Unix seconds, or a duration meaning
+    that long before now (`7d`, `36h`)."""
+    text = text.strip()
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        reason = f"{text!r} is not a time: use ISO 8601, Unix seconds, or a duration ago (7d)"
+        raise ConfigError([Problem(flag, 0, "", reason)]) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

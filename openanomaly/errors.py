@@ -84,3 +84,12 @@ class RegistrySchemaTooNew(OpenAnomalyError):
 
 class DispatchUnavailable(OpenAnomalyError):
     """A job could not be handed to the dispatcher (cluster mode: the broker is unreachable)."""
+
+
+class PipelineRejected(ConfigError):
+    """Pipeline text offered for saving is invalid, or is not the one pipeline it was saved as."""
+
+
+class PipelineConflict(OpenAnomalyError):
+    """Saving a pipeline would replace a definition without being asked to, or would define a
+    name another file already defines."""

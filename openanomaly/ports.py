@@ -269,10 +269,16 @@ class ModelRegistry(Protocol):
         ...
 
     def runs(
-        self, pipeline: str | None = None, *, failed_only: bool = False, limit: int = 100
+        self,
+        pipeline: str | None = None,
+        *,
+        failed_only: bool = False,
+        kind: str | None = None,
+        limit: int = 100,
     ) -> list[RunRecord]:
         """Up to `limit` runs of `pipeline` (all when None), newest started first; with
-        `failed_only`, only runs whose status is failed or interrupted."""
+        `failed_only`, only runs whose status is failed or interrupted; with `kind`, only runs
+        of that kind."""
         ...
 
     def interrupt_running(self) -> int:
@@ -339,6 +345,18 @@ class PipelineSource(Protocol):
 
     def fingerprint(self) -> str:
         """Cheap value that changes whenever `load()` could return something different."""
+        ...
+
+    def parse(self, text: str, source: str) -> PipelineSet:
+        """Validate pipeline text as `load()` validates a file named `source` (not saved)."""
+        ...
+
+    def save(self, name: str, text: str, *, overwrite: bool) -> str:
+        """Store `text` as the definition of pipeline `name` so the next `load()` has it;
+        return where it went. Raises PipelineRejected (with problems) when the text is not
+        exactly one valid pipeline named `name`, PipelineConflict when that would replace a
+        definition and `overwrite` is false, or when another file defines `name`, and
+        OpenAnomalyError when it cannot be stored."""
         ...
 
 

@@ -25,6 +25,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import undefined
 
+from openanomaly.daemon.backtests import Backtests
 from openanomaly.daemon.metrics import DaemonMetrics
 from openanomaly.daemon.runs import RunExecutor
 from openanomaly.errors import OpenAnomalyError, Problem
@@ -93,6 +94,7 @@ class Daemon:
             lease=lease,
             retrain=lambda name: self.trigger(name, "train"),
         )
+        self.backtests = Backtests(app.reader, app.engine_for)  # the API's playground
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -132,6 +134,7 @@ class Daemon:
     async def stop(self) -> None:
         """Stop scheduling, let running jobs finish within the grace period, flush."""
         self.started = False
+        self.backtests.close()  # in memory only: nothing to keep
         # Pause first and shut the scheduler down last: its shutdown cancels the coroutines
         # still awaiting their runs, so runs that finish within the grace period would
         # otherwise go unrecorded in the metrics and log a CancelledError traceback.
@@ -363,13 +366,20 @@ class Daemon:
             next_run = getattr(job, "next_run_time", None)
             jobs[kind] = next_run.isoformat() if next_run else None
         watermark = self.app.registry.watermark(name)
+        last_runs = {
+            kind: next(iter(self.app.registry.runs(name, kind=kind, limit=1)), None)
+            for kind in ("train", "infer")
+        }
         return {
             "name": name,
             "source": f"{state.loaded.source}:{state.loaded.line}",
             "config_hash": pipeline.config_hash(),
             "model": active.version if active is not None else None,
             "model_stale": active is not None and active.config_hash != pipeline.config_hash(),
+            "model_created": active.created.isoformat() if active is not None else None,
+            "series_count": active.series_count if active is not None else None,
             "watermark": watermark.isoformat() if watermark else None,
             "next_run": jobs,
+            "last_runs": last_runs,
             "pipeline": pipeline.model_dump(mode="json"),
         }

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from openanomaly.adapters.metrics_reader.csv_file import CsvReader
-from openanomaly.cli_backtest import parse_time
+from openanomaly.durations import parse_time
 from openanomaly.errors import ConfigError
 
 PIPELINE = (

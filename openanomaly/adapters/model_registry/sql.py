@@ -297,11 +297,18 @@ class SqlRegistry:
             raise ValueError(f"model registry {self.url} has no run {run.id}")
 
     def runs(
-        self, pipeline: str | None = None, *, failed_only: bool = False, limit: int = 100
+        self,
+        pipeline: str | None = None,
+        *,
+        failed_only: bool = False,
+        kind: str | None = None,
+        limit: int = 100,
     ) -> list[RunRecord]:
         query = select(RUNS).order_by(RUNS.c.started.desc(), RUNS.c.id.desc()).limit(limit)
         if pipeline is not None:
             query = query.where(RUNS.c.pipeline == pipeline)
+        if kind is not None:
+            query = query.where(RUNS.c.kind == kind)
         if failed_only:
             query = query.where(or_(RUNS.c.status == "failed", RUNS.c.status == "interrupted"))
         with self._guard("listing runs"), self._read() as conn:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 from openanomaly.config.pipeline_loader import CatalogFor, check_unique_names, parse_pipeline_text
-from openanomaly.errors import Problem
+from openanomaly.errors import OpenAnomalyError, PipelineConflict, PipelineRejected, Problem
 from openanomaly.ports import LoadedPipeline, PipelineSet
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,47 @@ class DirectoryPipelineSource:
                     continue
                 digest.update(f"{path.name}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
         return digest.hexdigest()
+
+    def parse(self, text: str, source: str) -> PipelineSet:
+        pipelines, problems = parse_pipeline_text(text, source, self._catalog_for)
+        unique = check_unique_names(pipelines)
+        return PipelineSet(unique.pipelines, problems + unique.problems)
+
+    def save(self, name: str, text: str, *, overwrite: bool) -> str:
+        """Write `{name}.yaml` atomically: a hidden temp file (never read as a pipeline) renamed
+        over the target, so a reload never sees half a file."""
+        target = self.directory / f"{name}.yaml"
+        parsed = self.parse(text, str(target))
+        if parsed.problems:
+            raise PipelineRejected(parsed.problems)
+        names = sorted(p.pipeline.name for p in parsed.pipelines)
+        if names != [name]:
+            reason = f"the text defines {', '.join(names) or 'no pipeline'}; save it as {name!r} "
+            reason += "only when it defines exactly that one pipeline"
+            raise PipelineRejected([Problem(str(target), 0, "name", reason)])
+        if target.exists() and not overwrite:
+            raise PipelineConflict(f"{target} exists; ask to overwrite it")
+        for other in self.load().pipelines:
+            if other.pipeline.name == name and Path(other.source) != target:
+                raise PipelineConflict(
+                    f"{other.source}:{other.line} already defines {name!r}; edit it there"
+                )
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(text if text.endswith("\n") else text + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.chmod(temp, 0o644)  # mkstemp makes it 0600; the file is configuration
+                os.replace(temp, target)
+            except BaseException:
+                Path(temp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise OpenAnomalyError(f"cannot write {target}: {exc.strerror}") from None
+        return str(target)
 
 
 def load_pipeline_paths(paths: list[Path], catalog_for: CatalogFor) -> PipelineSet:
