@@ -1,11 +1,12 @@
 # OpenAnomaly's container image.
 #
-#   docker build -t openanomaly .                                       # extras: s3
+#   docker build -t openanomaly .                                       # extras: s3, ui
 #   docker build -t openanomaly:cluster --build-arg EXTRAS=celery,postgres,s3 .
 #   docker build -t openanomaly:minimal --build-arg EXTRAS= .           # no extras
 #
 #   docker run IMAGE                      # `openanomaly run` (the daemon)
 #   docker run IMAGE worker               # `openanomaly worker` (cluster mode)
+#   docker run IMAGE ui --address 0.0.0.0 --api-url http://DAEMON:8495   # the web UI, port 8501
 #   docker run IMAGE validate             # any other subcommand
 #
 # EXTRAS is a comma-separated list of the project's extras (pyproject.toml). The `neural` extra
@@ -25,7 +26,7 @@ ARG PYTHON_IMAGE=python:3.11-slim
 # --- builder: resolve from uv.lock into a virtual environment at /opt/venv -----------------------
 FROM ${PYTHON_IMAGE} AS builder
 
-ARG EXTRAS=s3
+ARG EXTRAS=s3,ui
 # The uv this repository is developed with (uv.lock needs one at least as new as its writer);
 # from PyPI, which is all CI reaches (not the curl installer).
 ARG UV_VERSION=0.13.9
@@ -93,13 +94,14 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 WORKDIR /var/lib/openanomaly
 VOLUME /var/lib/openanomaly
-EXPOSE 8495
+EXPOSE 8495 8501
 
 # The slim image has no curl: Python's urllib asks /healthz on the port of OA_HTTP__LISTEN. A
 # container running `worker` serves no HTTP, so the check passes there as long as it runs (PID 1's
-# arguments tell which command runs, also behind `docker run --init`).
+# arguments tell which command runs, also behind `docker run --init`); one running `ui` answers
+# Streamlit's /_stcore/health on 8501.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=2m --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request; args = open('/proc/1/cmdline', 'rb').read().split(b'\\0'); port = os.environ.get('OA_HTTP__LISTEN', ':8495').rpartition(':')[2]; sys.exit(0) if b'worker' in args else urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; args = open('/proc/1/cmdline', 'rb').read().split(b'\\0'); port = os.environ.get('OA_HTTP__LISTEN', ':8495').rpartition(':')[2]; sys.exit(0) if b'worker' in args else urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health' if b'ui' in args else f'http://127.0.0.1:{port}/healthz', timeout=4)"]
 
 ENTRYPOINT ["openanomaly"]
 CMD ["run"]

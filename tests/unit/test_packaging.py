@@ -131,7 +131,7 @@ def test_the_image_runs_openanomaly_as_a_user_with_its_state_on_a_volume() -> No
     assert user.split(":")[0] == str(UID)  # numeric, so Kubernetes' runAsNonRoot can check it
     assert instruction_args("VOLUME") == [DATA_DIR]
     assert instruction_args("WORKDIR")[-1] == DATA_DIR
-    assert instruction_args("EXPOSE") == [str(PORT)]
+    assert instruction_args("EXPOSE") == [f"{PORT} 8501"]  # the daemon; the web UI
     assert json.loads(instruction_args("ENTRYPOINT")[-1]) == ["openanomaly"]
     assert json.loads(instruction_args("CMD")[-1]) == ["run"]  # `docker run IMAGE worker` works
     assert f"pipelines.d/ {PIPELINES_DIR}/" in instruction_args("COPY")
@@ -288,6 +288,15 @@ def test_the_single_node_compose_file_wires_the_stack() -> None:
     assert "-notifier.blackhole" in vmalert or any(f.startswith("-notifier.url=") for f in vmalert)
     assert rule_glob().parent == PurePosixPath("/etc/rules")
     assert ("./rules", "/etc/rules") in bind_mounts(services["vmalert"])
+
+    ui = services["ui"]
+    assert ui["image"] == oa["image"]
+    assert ui["build"] == oa["build"]  # one image: building it for either gives the same
+    assert "ui" in oa["build"]["args"]["EXTRAS"].split(",")
+    assert ui["command"][0] == "ui"  # after the image's ENTRYPOINT, openanomaly
+    assert ui["command"][ui["command"].index("--api-url") + 1] == f"http://openanomaly:{PORT}"
+    assert "127.0.0.1:8501:8501" in ui["ports"]
+    assert dict(bind_mounts(ui))["./openanomaly.yaml"] == ui["environment"]["OA_CONFIG"]
 
     grafana = bind_mounts(services["grafana"])
     assert ("./grafana/provisioning", "/etc/grafana/provisioning") in grafana
