@@ -332,4 +332,4 @@ def main() -> None:
 
 
 # Commands that run jobs and show state (train, infer, models, runs) live in their own module.
-from openanomaly import cli_backtest, cli_demo, cli_jobs, cli_worker  # noqa: E402, F401
+from openanomaly import cli_backtest, cli_demo, cli_jobs, cli_ui, cli_worker  # noqa: E402, F401

@@ -1,0 +1,272 @@
+"""What the pages read from the TSDB: a pipeline's actual series next to its forecast, band and
+score, and the anomalies of the last 24 hours.
+
+Reads go through `PrometheusReader`, so the settings' auth, tenancy headers and TLS apply.
+Joining input and output series is pure (`join_series`): an output series belongs to the input
+series whose labels it carries (docs: openanomaly/domain/labels.py), so the input's labels are
+turned into output labels the same way the writer does and compared without `__name__` and
+`model` (the model's name changes when the pipeline's model does; the series stays the same).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from openanomaly.config.settings import RetrySettings, TSDBSettings
+from openanomaly.domain.labels import OUTPUT_KINDS, output_labels
+from openanomaly.domain.series import SeriesFrame
+from openanomaly.durations import format_duration, parse_duration
+from openanomaly.errors import OpenAnomalyError, TSDBQueryError, TSDBUnavailable
+from openanomaly.ports import MetricsReader
+from openanomaly.ui.errors import TsdbQueryRefused, TsdbUnavailable
+from openanomaly.ui.matchers import LabelFilter
+
+POINT_COLUMNS = ("ds", "y", "yhat", "yhat_lower", "yhat_upper", "score")
+# Labels the writer adds or that vary for one and the same series; they never tell series apart.
+_NOT_IDENTITY = ("__name__", "model")
+LabelKey = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class PipelineFacts:
+    """The parts of a pipeline (the API's `State.pipeline`) the TSDB reads need."""
+
+    name: str
+    query: str
+    step: timedelta
+    prefix: str = "anomaly"
+    output_labels: dict[str, str] = field(default_factory=dict)
+    model_name: str = ""
+    max_series: int = 10_000
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PipelineFacts:
+        output = data.get("output") or {}
+        return cls(
+            name=str(data["name"]),
+            query=str(data["query"]),
+            step=parse_duration(str(data.get("step", "1m"))),
+            prefix=str(output.get("prefix", "anomaly")),
+            output_labels={str(k): str(v) for k, v in (output.get("labels") or {}).items()},
+            model_name=str((data.get("model") or {}).get("name", "")),
+            max_series=int((data.get("limits") or {}).get("max_series", 10_000)),
+        )
+
+    def own_labels(self) -> dict[str, str]:
+        """The labels the writer adds to every output series of this pipeline."""
+        return {"pipeline": self.name, "model": self.model_name, **self.output_labels}
+
+    def outputs_selector(self, label_filter: LabelFilter) -> str:
+        """One selector for the four output series: `{__name__=~"p_(score|yhat|...)", ...}`."""
+        kinds = "|".join(OUTPUT_KINDS)
+        matchers = [f'__name__=~"{self.prefix}_({kinds})"', f'pipeline="{_quote(self.name)}"']
+        matchers += [f'{k}="{_quote(v)}"' for k, v in sorted(self.output_labels.items())]
+        if label_filter.matchers:
+            matchers.append(label_filter.promql())
+        return "{" + ", ".join(matchers) + "}"
+
+    def anomaly_count_query(self, window: timedelta = timedelta(hours=24)) -> str:
+        """Points that scored over 1 within `window`, over all series of the pipeline."""
+        score = f'{self.prefix}_score{{pipeline="{_quote(self.name)}"}}'
+        return (
+            f"sum(count_over_time(({score} > 1)"
+            f"[{format_duration(window)}:{format_duration(self.step)}]))"
+        )
+
+
+@dataclass(frozen=True)
+class SeriesView:
+    """One input series and its outputs: `points` has the POINT_COLUMNS, NaN where unknown."""
+
+    labels: dict[str, str]
+    points: pd.DataFrame
+
+    @property
+    def max_score(self) -> float:
+        scores = self.points["score"].dropna()
+        return float(scores.max()) if len(scores) else math.nan
+
+    @property
+    def has_outputs(self) -> bool:
+        return bool(self.points[["yhat", "score"]].notna().any().any())
+
+
+class TsdbReads:
+    def __init__(self, reader: MetricsReader, url: str) -> None:
+        self.reader, self.url = reader, url
+
+    def pipeline_series(
+        self, facts: PipelineFacts, start: datetime, end: datetime, label_filter: LabelFilter
+    ) -> list[SeriesView]:
+        """Every input series of the pipeline that passes the filter, worst score first."""
+        actual = self._read(facts.query, start, end, facts.step, facts.max_series)
+        selector = facts.outputs_selector(label_filter)
+        outputs = self._read(selector, start, end, facts.step, 4 * facts.max_series)
+        return join_series(actual, outputs, facts, label_filter)
+
+    def anomalies_24h(self, facts: PipelineFacts, now: datetime) -> int:
+        # One point is enough; a range of one step makes sure the aligned range is not empty.
+        frame = self._read(facts.anomaly_count_query(), now - facts.step, now, facts.step, None)
+        if frame.data.empty:
+            return 0
+        last = frame.data.sort_values("ds")["y"].iloc[-1]
+        return 0 if math.isnan(last) else round(float(last))
+
+    def _read(
+        self, query: str, start: datetime, end: datetime, step: timedelta, max_series: int | None
+    ) -> SeriesFrame:
+        try:
+            return self.reader.query_range(query, start, end, step, max_series=max_series)
+        except TSDBUnavailable as exc:
+            raise TsdbUnavailable(self.url, self._reason(exc)) from None
+        except TSDBQueryError as exc:
+            raise TsdbQueryRefused(self.url, self._reason(exc)) from None
+        except OpenAnomalyError as exc:  # e.g. an unreadable bearer_token_file
+            raise TsdbUnavailable(self.url, str(exc)) from None
+
+    def _reason(self, exc: Exception) -> str:
+        # The reader names its endpoint first; the UI names the TSDB itself.
+        return str(exc).removeprefix(f"{self.url}/api/v1/query_range ")
+
+
+def ui_reader_settings(tsdb: TSDBSettings) -> TSDBSettings:
+    """The daemon's TSDB settings with a short retry budget: a page waits for a person, who
+    would rather see "unreachable" in a second than a spinner for a minute of backoff."""
+    retry = RetrySettings(
+        max_attempts=2,
+        initial_backoff=timedelta(milliseconds=200),
+        max_backoff=timedelta(seconds=1),
+    )
+    return tsdb.model_copy(update={"retry": retry})
+
+
+# --- joining (pure) -------------------------------------------------------------------------
+
+
+def as_written(labels: Mapping[str, str], facts: PipelineFacts) -> dict[str, str]:
+    """An input series' labels as the writer writes them on its outputs (without __name__):
+    what the label filter sees, on input and output series alike."""
+    written = output_labels("x", labels, facts.own_labels())
+    return {k: v for k, v in written if k != "__name__"}
+
+
+def identity(labels: Mapping[str, str]) -> LabelKey:
+    """What ties an output series to its input series: the written labels but `model`."""
+    return tuple(sorted((k, v) for k, v in labels.items() if k not in _NOT_IDENTITY))
+
+
+def join_series(
+    actual: SeriesFrame, outputs: SeriesFrame, facts: PipelineFacts, label_filter: LabelFilter
+) -> list[SeriesView]:
+    """Input series and their four outputs, one SeriesView per series, worst first. Outputs
+    whose input series is gone (or not in the range) still show, without actual values."""
+    key_ids: dict[LabelKey, int] = {}
+    shown: dict[int, dict[str, str]] = {}
+    actual_keys: dict[str, int] = {}
+    for uid, labels in actual.labels.items():
+        written = as_written(labels, facts)
+        if label_filter.matches(written):
+            actual_keys[uid] = key_ids.setdefault(identity(written), len(key_ids))
+            shown.setdefault(actual_keys[uid], dict(labels))
+    kind_of = {f"{facts.prefix}_{kind}": kind for kind in OUTPUT_KINDS}
+    ours = {"pipeline", "model", *facts.output_labels}
+    output_ids: dict[str, tuple[int, str]] = {}
+    for uid, labels in outputs.labels.items():
+        kind = kind_of.get(labels.get("__name__", ""))
+        if kind is None or not label_filter.matches(labels):
+            continue
+        key = identity(labels)
+        key_id = key_ids.setdefault(key, len(key_ids))
+        output_ids[uid] = (key_id, kind)
+        shown.setdefault(key_id, {k: v for k, v in key if k not in ours})
+    merged = _merge(actual.data, actual_keys, outputs.data, output_ids)
+    keys = merged["key"].to_numpy(dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else keys
+    ends = np.r_[starts[1:], len(keys)] if len(keys) else keys
+    points = merged.drop(columns="key")
+    views = [
+        SeriesView(shown[int(keys[a])], points.iloc[a:b].reset_index(drop=True))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
+    views += [  # inputs with no points in range still exist; say so rather than drop them
+        SeriesView(shown[key_id], _empty_points())
+        for key_id in sorted(set(shown) - set(keys.tolist()))
+    ]
+    return sorted(views, key=_worst_first)
+
+
+def _merge(
+    actual: pd.DataFrame,
+    actual_keys: Mapping[str, int],
+    outputs: pd.DataFrame,
+    output_ids: Mapping[str, tuple[int, str]],
+) -> pd.DataFrame:
+    """One row per (series key, time): y from the input, the four kinds from the outputs."""
+    mine = actual[actual["unique_id"].isin(list(actual_keys))]
+    left = pd.DataFrame(
+        {
+            "key": mine["unique_id"].map(actual_keys).astype("int64"),
+            "ds": _utc(mine["ds"]),
+            "y": mine["y"].astype("float64"),
+        }
+    ).drop_duplicates(["key", "ds"], keep="last")
+    out = outputs[outputs["unique_id"].isin(list(output_ids))]
+    pairs = [output_ids[uid] for uid in out["unique_id"]]
+    long = pd.DataFrame(
+        {
+            "key": pd.Series([p[0] for p in pairs], index=out.index, dtype="int64"),
+            "kind": pd.Series([p[1] for p in pairs], index=out.index, dtype="object"),
+            "ds": _utc(out["ds"]),
+            "value": out["y"].astype("float64"),
+        }
+    )
+    # Two output series of one kind for one input happen when the model changed in the range.
+    long = long.drop_duplicates(["key", "ds", "kind"], keep="last")
+    if long.empty:  # pivot cannot tell the dtypes of nothing
+        right = pd.DataFrame({"key": long["key"], "ds": long["ds"]})
+    else:
+        right = long.pivot(index=["key", "ds"], columns="kind", values="value").reset_index()
+        right.columns.name = None
+    right = right.reindex(columns=["key", "ds", *OUTPUT_KINDS])
+    merged = left.merge(right, on=["key", "ds"], how="outer")
+    merged = merged.reindex(columns=["key", *POINT_COLUMNS])
+    return merged.sort_values(["key", "ds"], kind="stable").reset_index(drop=True)
+
+
+def _utc(times: pd.Series) -> pd.Series:
+    # One dtype on both sides of the join, whatever resolution the reader produced.
+    return pd.to_datetime(times, utc=True).astype("datetime64[ns, UTC]")
+
+
+def _empty_points() -> pd.DataFrame:
+    frame = pd.DataFrame({column: pd.Series(dtype="float64") for column in POINT_COLUMNS})
+    return frame.assign(ds=pd.Series(dtype="datetime64[ns, UTC]"))
+
+
+def _worst_first(view: SeriesView) -> tuple[float, str]:
+    score = view.max_score
+    return (-score if not math.isnan(score) else math.inf, str(sorted(view.labels.items())))
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def view_anomalies(views: Iterable[SeriesView]) -> list[dict[str, Any]]:
+    """Points scoring over 1, in the shape of the API's backtest anomalies (for one table)."""
+    found: list[dict[str, Any]] = []
+    for view in views:
+        over = view.points[view.points["score"] > 1]
+        for row in over.to_dict("records"):
+            item = {str(k): v for k, v in row.items()}
+            found.append(
+                {**item, "labels": view.labels, "ds": pd.Timestamp(item["ds"]).isoformat()}
+            )
+    return found
