@@ -37,8 +37,9 @@ def plain(text: str) -> str:
 
 
 def problem_line(problem: Problem) -> str:
-    """`file:line: field: reason`, as `openanomaly validate` prints it."""
-    return f"{problem.where}:{problem.line}: {problem.field}: {problem.reason}"
+    """`file:line: field: reason`, as `openanomaly validate` prints it (without the line or
+    the field when they are unknown)."""
+    return str(problem)
 
 
 def labels_text(labels: Mapping[str, str]) -> str:

@@ -23,7 +23,6 @@ from openanomaly.adapters.pipeline_source.directory import load_pipeline_paths
 from openanomaly.domain.labels import output_series_labels
 from openanomaly.domain.series import SeriesFrame, series_id
 from openanomaly.errors import Problem, TSDBQueryError, TSDBUnavailable
-from openanomaly.ui.charts import anomaly_figure
 from openanomaly.ui.client import ApiClient
 from openanomaly.ui.errors import (
     ApiError,
@@ -48,10 +47,18 @@ from openanomaly.ui.present import (
 )
 from openanomaly.ui.rules import alert_rule
 from openanomaly.ui.tsdb import PipelineFacts, TsdbReads, join_series, view_anomalies
-from tests.conftest import require_executable
+from tests.conftest import require_executable, require_module
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = pd.Timestamp("2026-03-01 12:00", tz="UTC")
+
+
+def anomaly_figure(frame: pd.DataFrame, title: str) -> Any:
+    """The chart needs plotly (the `ui` extra): skipped without it, failed under CI."""
+    require_module("plotly", "the ui extra: uv sync --extra ui")
+    from openanomaly.ui.charts import anomaly_figure as draw
+
+    return draw(frame, title)
 
 
 def points(scores: list[float], y: list[float] | None = None) -> pd.DataFrame:
@@ -713,6 +720,7 @@ def test_ui_without_the_extra_says_how_to_install_it(
 def test_ui_starts_streamlit_on_the_app_with_the_settings_as_script_args(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    require_module("streamlit", "the ui extra: uv sync --extra ui")
     from streamlit.web import bootstrap
 
     from openanomaly.cli import main
@@ -744,6 +752,7 @@ def test_ui_starts_streamlit_on_the_app_with_the_settings_as_script_args(
 def test_ui_refuses_invalid_settings_before_starting(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    require_module("streamlit", "the ui extra: uv sync --extra ui")
     from streamlit.web import bootstrap
 
     from openanomaly.cli import main
