@@ -158,3 +158,13 @@ def pg_database(postgres_server: LocalPostgres, request: pytest.FixtureRequest) 
     """The SQLAlchemy URL of a new, empty database on the session PostgreSQL."""
     stem = re.sub(r"[^a-z0-9_]+", "_", request.node.name.lower())[:40].strip("_")
     return postgres_server.fresh_database(f"t_{stem}_{uuid.uuid4().hex[:8]}")
+
+
+# The web UI's browser tests (tests/integration/test_ui.py): Debian's chromium, never a browser
+# that Playwright downloads; missing, it fails under CI like a missing TSDB.
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The path of Debian's chromium (apt-get install chromium)."""
+    return require_executable("chromium", "chromium")

@@ -128,8 +128,14 @@ def _save(api: ApiClient, text: str, target: str | None) -> None:
                 st.success(
                     plain(f"Saved {saved['file']}; the daemon loaded pipeline {saved['pipeline']}.")
                 )
+    # Made when clicked (a callable): a file made on every rerun is replaced by the next
+    # rerun, and a click that lands in between gets a 404. No rerun after it either.
     right.download_button(
-        "Download YAML", text, file_name=f"{target or 'pipeline'}.yaml", mime="application/yaml"
+        "Download YAML",
+        lambda: text,
+        file_name=f"{target or 'pipeline'}.yaml",
+        mime="application/yaml",
+        on_click="ignore",
     )
     if not api.can_write:
         st.caption("Saving needs http.api_token (the same in the daemon's and the UI's settings).")
