@@ -71,11 +71,15 @@ class Backtests:
         engine_for: Callable[[str], ModelEngine],
         *,
         keep: int = 20,
+        keep_points: int = 2_000_000,
         max_active: int = 4,
     ) -> None:
         self._reader = reader
         self._engine_for = engine_for
         self._keep = keep
+        # Results are whole scored frames (~100 bytes a point): a backtest of 10,000 series
+        # over two days is 5.8 million points. Older results go first; the newest stays.
+        self._keep_points = keep_points
         self._max_active = max_active
         self._runs: OrderedDict[str, BacktestRun] = OrderedDict()
         self._lock = threading.Lock()
@@ -89,11 +93,19 @@ class Backtests:
                     f"{self._max_active} backtests are queued or running; wait for one to finish"
                 )
             self._runs[run.id] = run
-            finished = [k for k, r in self._runs.items() if not r.active]
-            for key in finished[: max(0, len(self._runs) - self._keep)]:
-                del self._runs[key]
+            self._evict()
         self._executor.submit(self._run, run)
         return run
+
+    def _evict(self) -> None:
+        """Forget the oldest finished backtests beyond `keep` runs or `keep_points` points."""
+        finished = [r for r in self._runs.values() if not r.active]
+        points = sum(len(r.result.scored) for r in finished if r.result is not None)
+        for run in finished[:-1]:  # the newest result stays, however big
+            if len(self._runs) <= self._keep and points <= self._keep_points:
+                break
+            del self._runs[run.id]
+            points -= len(run.result.scored) if run.result is not None else 0
 
     def get(self, run_id: str) -> BacktestRun | None:
         with self._lock:
@@ -148,6 +160,8 @@ class Backtests:
             self._finish(run, "failed", f"internal error: {type(exc).__name__}: {exc}", began)
         else:
             self._finish(run, "done", began=began)
+        with self._lock:
+            self._evict()
 
     @staticmethod
     def _finish(

@@ -341,3 +341,22 @@ def test_without_a_token_changes_are_off_and_side_effect_free_calls_stay_open(
     assert started.status_code == 202
     cancelled = open_client.delete(f"/api/v1/backtests/{started.json()['id']}")
     assert cancelled.status_code == 200
+
+
+def test_old_results_are_forgotten_beyond_the_point_budget_but_the_newest_stays(
+    csv_data: Path,
+) -> None:
+    one_run_points = 2 * (6 * 12 + 1)
+    backtests = Backtests(
+        CsvReader(csv_data), lambda _: StatsForecastEngine(), keep_points=one_run_points + 1
+    )
+    try:
+        runs = []
+        for _ in range(3):
+            runs.append(backtests.submit(pipeline(), END - timedelta(hours=6), END))
+            wait_until(lambda: not runs[-1].active)
+    finally:
+        backtests.close()
+    assert [r.status for r in runs] == ["done"] * 3
+    assert [r.id for r in backtests.all()] == [runs[-1].id]  # two results do not fit
+    assert backtests.get(runs[0].id) is None
