@@ -348,7 +348,9 @@ class PipelineSource(Protocol):
         ...
 
     def parse(self, text: str, source: str) -> PipelineSet:
-        """Validate pipeline text as `load()` validates a file named `source` (not saved)."""
+        """Validate pipeline text as `load()` validates a file named `source` (not saved).
+        The text comes from elsewhere (the API): a custom engine it names that no loaded
+        pipeline uses is a problem, never imported."""
         ...
 
     def save(self, name: str, text: str, *, overwrite: bool) -> str:

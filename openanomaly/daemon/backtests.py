@@ -57,6 +57,7 @@ class BacktestRun:
     finished: datetime | None = None
     seconds: float = 0.0
     result: BacktestResult | None = None
+    view: dict[str, Any] | None = None  # result_json of a finished backtest
     cancel: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -116,11 +117,14 @@ class Backtests:
             return list(reversed(self._runs.values()))
 
     def cancel(self, run_id: str) -> BacktestRun | None:
-        run = self.get(run_id)
-        if run is not None and run.active:
-            run.cancel.set()
-            if run.status == "queued":  # never started: nothing will notice the event
-                self._finish(run, "cancelled")
+        """A queued backtest is cancelled at once; a running one stops at its next model fit
+        (it stays `running` until then)."""
+        with self._lock:  # against _run's start: a run is either cancelled here or started
+            run = self._runs.get(run_id)
+            if run is not None and run.active:
+                run.cancel.set()
+                if run.status == "queued":  # never started: nothing will notice the event
+                    self._finish(run, "cancelled")
         return run
 
     def close(self) -> None:
@@ -131,9 +135,10 @@ class Backtests:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, run: BacktestRun) -> None:
-        if run.cancel.is_set():
-            return
-        run.status = "running"
+        with self._lock:
+            if run.cancel.is_set():
+                return
+            run.status = "running"
         began = time.monotonic()
 
         def progress(done: int, total: int) -> None:
@@ -159,6 +164,8 @@ class Backtests:
             log.exception("backtest %s of %s failed", run.id, pipeline.name)
             self._finish(run, "failed", f"internal error: {type(exc).__name__}: {exc}", began)
         else:
+            # Once, here: every poll of a finished backtest returns it.
+            run.view = result_json(run.result, time.monotonic() - began)
             self._finish(run, "done", began=began)
         with self._lock:
             self._evict()
@@ -188,8 +195,8 @@ def run_json(run: BacktestRun, *, detail: bool) -> dict[str, Any]:
         "created": run.created.isoformat(),
         "finished": run.finished.isoformat() if run.finished else None,
     }
-    if detail and run.status == "done" and run.result is not None:
-        data.update(result_json(run.result, run.seconds))
+    if detail and run.status == "done" and run.view is not None:
+        data.update(run.view)
     return data
 
 

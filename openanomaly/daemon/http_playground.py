@@ -4,14 +4,16 @@ into pipelines_dir. The web UI's playground is a client of these (docs/api.md)."
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import logging
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
+from openanomaly.config.pipeline import Pipeline
 from openanomaly.daemon.backtests import BacktestsBusy, run_json, series_json
-from openanomaly.durations import parse_time
+from openanomaly.durations import format_duration, parse_time
 from openanomaly.errors import (
     ConfigError,
     OpenAnomalyError,
@@ -21,10 +23,16 @@ from openanomaly.errors import (
 )
 
 if TYPE_CHECKING:
-    from openanomaly.config.pipeline import Pipeline
     from openanomaly.daemon.service import Daemon
 
+log = logging.getLogger(__name__)
+
 MAX_YAML = 1_000_000  # characters; a pipeline file is a few hundred
+# A backtest runs in the daemon, beside its schedule, for whoever may call the API: bounded so
+# that one request cannot read years of data or fit thousands of times. 100,000 steps is 69 days
+# at 1m, a year at 5m.
+MAX_BACKTEST_STEPS = 100_000
+MAX_BACKTEST_FITS = 1_000
 
 
 class ValidateRequest(BaseModel):
@@ -72,17 +80,7 @@ def add_playground_routes(api: FastAPI, daemon: Daemon, *, checked: Any, changes
     @api.post("/api/v1/backtests", status_code=202, dependencies=[checked])
     async def start_backtest(request: BacktestRequest) -> dict[str, Any]:
         pipeline = await asyncio.to_thread(_one_pipeline, daemon, request)
-        now = datetime.now(UTC)
-        try:
-            start = parse_time(request.start, "start", now)
-            end = parse_time(request.end, "end", now)
-        except ConfigError as exc:
-            raise unprocessable(exc.problems) from None
-        except (OverflowError, OSError):
-            raise unprocessable([Problem("start/end", 0, "", "time out of range")]) from None
-        if start >= end:
-            reason = f"start {start:%Y-%m-%d %H:%M} is not before end {end:%Y-%m-%d %H:%M}"
-            raise unprocessable([Problem("start/end", 0, "", reason)])
+        start, end = _backtest_range(pipeline, request)
         try:
             run = backtests.submit(pipeline, start, end)
         except BacktestsBusy as exc:
@@ -98,7 +96,7 @@ def add_playground_routes(api: FastAPI, daemon: Daemon, *, checked: Any, changes
         run = backtests.get(run_id)
         if run is None:
             raise HTTPException(404, f"no backtest {run_id!r} (results are kept for the last 20)")
-        return await asyncio.to_thread(run_json, run, detail=True)
+        return run_json(run, detail=True)
 
     @api.get("/api/v1/backtests/{run_id}/series")
     async def get_backtest_series(run_id: str, id: str) -> dict[str, Any]:
@@ -129,8 +127,51 @@ def add_playground_routes(api: FastAPI, daemon: Daemon, *, checked: Any, changes
             raise HTTPException(409, str(exc)) from None
         except OpenAnomalyError as exc:
             raise HTTPException(500, str(exc)) from None
-        daemon.reload()  # at once, not at the next reload tick: the caller waits to see it
-        return {"file": where, "pipeline": name, "loaded": name in daemon.pipelines}
+        try:
+            daemon.reload()  # at once, not at the next reload tick: the caller waits to see it
+        except Exception as exc:  # the file is written; the reload tick will try again
+            log.exception("reload after saving %s failed", where)
+            return {"file": where, "pipeline": name, "loaded": False, "reason": str(exc)}
+        if name not in daemon.pipelines:
+            reason = "not loaded; see the problems of GET /api/v1/pipelines"
+            return {"file": where, "pipeline": name, "loaded": False, "reason": reason}
+        return {"file": where, "pipeline": name, "loaded": True}
+
+
+def _backtest_range(pipeline: Pipeline, request: BacktestRequest) -> tuple[datetime, datetime]:
+    """The request's start and end, or a 422 naming what is wrong with them."""
+    now = datetime.now(UTC)
+    try:
+        start = parse_time(request.start, "start", now)
+        end = parse_time(request.end, "end", now)
+    except ConfigError as exc:
+        raise unprocessable(exc.problems) from None
+    except (OverflowError, OSError):
+        raise unprocessable([Problem("start/end", 0, "", "time out of range")]) from None
+    if start >= end:
+        reason = f"start {start:%Y-%m-%d %H:%M} is not before end {end:%Y-%m-%d %H:%M}"
+        raise unprocessable([Problem("start/end", 0, "", reason)])
+    too_big = _too_big(pipeline, start, end)
+    if too_big:
+        raise unprocessable([Problem("start", 0, "", too_big)])
+    return start, end
+
+
+def _too_big(pipeline: Pipeline, start: datetime, end: datetime) -> str | None:
+    steps = (end - start) / pipeline.step
+    if steps > MAX_BACKTEST_STEPS:
+        return (
+            f"{steps:,.0f} steps of {format_duration(pipeline.step)} is more than the "
+            f"{MAX_BACKTEST_STEPS:,} a backtest may score; shorten the range"
+        )
+    every = pipeline.train.every or timedelta(days=1)
+    fits = (end - start) / every
+    if fits > MAX_BACKTEST_FITS:
+        return (
+            f"{fits:,.0f} refits (train.every {format_duration(every)}) is more than the "
+            f"{MAX_BACKTEST_FITS:,} a backtest may do; shorten the range or refit less often"
+        )
+    return None
 
 
 def _one_pipeline(daemon: Daemon, request: BacktestRequest) -> Pipeline:

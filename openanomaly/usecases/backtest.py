@@ -18,6 +18,7 @@ import pandas as pd
 from openanomaly.config.pipeline import Pipeline
 from openanomaly.domain.hygiene import prepare, training_policy
 from openanomaly.domain.series import SeriesFrame
+from openanomaly.durations import format_duration
 from openanomaly.ports import MetricsReader, ModelEngine
 from openanomaly.usecases.common import floor_to_step
 from openanomaly.usecases.scoring import read_start, score_points
@@ -47,7 +48,9 @@ def backtest(
     first = floor_to_step(start - step, step) + step
     last = floor_to_step(end, step)
     if first > last:
-        raise ValueError(f"--from {start:%Y-%m-%d %H:%M} is after --to {end:%Y-%m-%d %H:%M}")
+        raise ValueError(
+            f"no {format_duration(step)} step from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
+        )
     every = pipeline.train.every or timedelta(days=1)
     refits = list(pd.date_range(first - step, last - step, freq=every))
     # pandas compares its DatetimeIndex with datetimes; typed as Timestamps for mypy

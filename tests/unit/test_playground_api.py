@@ -125,7 +125,9 @@ def test_a_backtest_finds_the_spike_and_reports_it_worst_first(csv_data: Path) -
     assert run.status == "done", run.error
     assert run.done == run.total > 0
     assert run.result is not None
-    data = result_json(run.result, run.seconds)
+    data = run.view  # computed once, when it finished
+    assert data is not None
+    assert data == result_json(run.result, data["summary"]["seconds"])
     summary = data["summary"]
     assert summary["series"] == 2
     assert summary["points"] == 2 * (6 * 12 + 1)
@@ -299,6 +301,15 @@ def test_a_backtest_request_with_bad_input_names_the_problem(client: TestClient)
     two += f"\n  - {PIPELINE_YAML.replace('name: web', 'name: api').replace(chr(10), chr(10) + '    ')}"
     assert "defines 2 pipelines" in problems({"yaml": two})[0]
     assert "no pipeline named 'zzz'" in problems({"yaml": two, "pipeline": "zzz"})[0]
+    assert problems({"yaml": PIPELINE_YAML, "start": "400d"}) == [
+        "start: 115,200 steps of 5m is more than the 100,000 a backtest may score; "
+        "shorten the range"
+    ]
+    every_minute = PIPELINE_YAML.replace("every: 12h", "every: 1h")
+    assert problems({"yaml": every_minute, "start": "50d"}) == [
+        "start: 1,200 refits (train.every 1h) is more than the 1,000 a backtest may do; "
+        "shorten the range or refit less often"
+    ]
 
 
 def test_saving_over_the_api_writes_the_file_and_the_daemon_loads_it(
@@ -360,3 +371,49 @@ def test_old_results_are_forgotten_beyond_the_point_budget_but_the_newest_stays(
     assert [r.status for r in runs] == ["done"] * 3
     assert [r.id for r in backtests.all()] == [runs[-1].id]  # two results do not fit
     assert backtests.get(runs[0].id) is None
+
+
+def test_text_from_the_api_cannot_import_a_module_no_loaded_pipeline_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checking a custom engine imports its module: text from a caller must not get that far."""
+    marker = tmp_path / "imported"
+    package = tmp_path / "code"
+    package.mkdir()
+    (package / "oa_side_effect.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nclass Engine: pass\n"
+    )
+    monkeypatch.syspath_prepend(str(package))
+    source = DirectoryPipelineSource(tmp_path / "pipelines.d", model_catalog)
+    custom = PIPELINE_YAML + "model: {engine: 'oa_side_effect:Engine', name: X}\n"
+    custom = custom.replace("model: {name: AutoETS, params: {season_length: 12}}\n", "")
+    parsed = source.parse(custom, "playground.yaml")
+    assert not marker.exists()
+    assert [(p.field, p.reason.split(";")[0]) for p in parsed.problems] == [
+        (
+            "model.engine",
+            "'oa_side_effect:Engine' is neither a built-in engine (mlforecast, neuralforecast, "
+            "statsforecast) nor one a loaded pipeline uses",
+        )
+    ]
+    with pytest.raises(PipelineRejected):
+        source.save("web", custom, overwrite=False)
+    assert not marker.exists()
+    assert not (tmp_path / "pipelines.d" / "web.yaml").exists()
+
+
+def test_text_from_the_api_may_use_a_custom_engine_a_loaded_pipeline_uses(tmp_path: Path) -> None:
+    engine = "tests.fixtures.custom_engine:GoodEngine"
+    installed = PIPELINE_YAML.replace(
+        "model: {name: AutoETS, params: {season_length: 12}}",
+        f"model: {{engine: '{engine}', name: Mine}}",
+    )
+    source = DirectoryPipelineSource(tmp_path, model_catalog)
+    offered = installed.replace("name: web", "name: web2")
+    refused = source.parse(offered, "playground.yaml").problems
+    assert [p.field for p in refused] == ["model.engine"]  # nothing uses it yet
+    (tmp_path / "ops.yaml").write_text(installed)
+    assert [p.pipeline.name for p in source.load().pipelines] == ["web"]
+    parsed = source.parse(offered, "playground.yaml")
+    assert parsed.problems == []
+    assert [p.pipeline.model.engine for p in parsed.pipelines] == [engine]

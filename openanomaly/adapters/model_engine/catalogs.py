@@ -12,13 +12,15 @@ from openanomaly.adapters.model_engine.neuralforecast import NeuralForecastCatal
 from openanomaly.adapters.model_engine.statsforecast import StatsForecastCatalog
 from openanomaly.ports import ModelCatalog
 
+_BUILTIN_CATALOGS: dict[str, type[ModelCatalog]] = {
+    "statsforecast": StatsForecastCatalog,
+    "mlforecast": MLForecastCatalog,
+    "neuralforecast": NeuralForecastCatalog,
+}
+BUILTIN_ENGINES = frozenset(_BUILTIN_CATALOGS)
+
 
 def model_catalog(engine: str) -> ModelCatalog:
     """The catalog of a built-in engine name, or of a custom `package.module:Class`."""
-    builtins: dict[str, type[ModelCatalog]] = {
-        "statsforecast": StatsForecastCatalog,
-        "mlforecast": MLForecastCatalog,
-        "neuralforecast": NeuralForecastCatalog,
-    }
-    factory = builtins.get(engine)
+    factory = _BUILTIN_CATALOGS.get(engine)
     return factory() if factory is not None else CustomEngineCatalog(engine)

@@ -6,11 +6,14 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
+from openanomaly.adapters.model_engine.catalogs import BUILTIN_ENGINES
 from openanomaly.config.pipeline_loader import CatalogFor, check_unique_names, parse_pipeline_text
 from openanomaly.errors import OpenAnomalyError, PipelineConflict, PipelineRejected, Problem
-from openanomaly.ports import LoadedPipeline, PipelineSet
+from openanomaly.ports import CatalogIssue, LoadedPipeline, ModelCatalog, PipelineSet
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".yaml", ".yml")
@@ -28,10 +31,32 @@ def pipeline_files(directory: Path) -> list[Path]:
     )
 
 
+class _RefusedEngine:
+    """The catalog of an engine that text from outside pipelines_dir may not name."""
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
+
+    def check(self, name: str, params: Mapping[str, Any]) -> list[CatalogIssue]:
+        builtins = ", ".join(sorted(BUILTIN_ENGINES))
+        reason = (
+            f"{self.engine!r} is neither a built-in engine ({builtins}) nor one a loaded "
+            "pipeline uses; a custom engine is first named in a file of pipelines_dir"
+        )
+        return [CatalogIssue("engine", reason)]
+
+
 class DirectoryPipelineSource:
-    def __init__(self, directory: Path, catalog_for: CatalogFor) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        catalog_for: CatalogFor,
+        *,
+        builtin_engines: Collection[str] = BUILTIN_ENGINES,
+    ) -> None:
         self.directory = directory
         self._catalog_for = catalog_for
+        self._builtin_engines = frozenset(builtin_engines)
 
     def load(self) -> PipelineSet:
         return load_pipeline_paths([self.directory], self._catalog_for)
@@ -48,13 +73,22 @@ class DirectoryPipelineSource:
         return digest.hexdigest()
 
     def parse(self, text: str, source: str) -> PipelineSet:
-        pipelines, problems = parse_pipeline_text(text, source, self._catalog_for)
+        """Text from outside pipelines_dir (the API) may name a built-in engine or a custom
+        one a loaded pipeline already uses, nothing else: checking a custom engine imports its
+        module, and importing a module runs its code."""
+        allowed = self._builtin_engines | {p.pipeline.model.engine for p in self.load().pipelines}
+
+        def catalog_for(engine: str) -> ModelCatalog:
+            return self._catalog_for(engine) if engine in allowed else _RefusedEngine(engine)
+
+        pipelines, problems = parse_pipeline_text(text, source, catalog_for)
         unique = check_unique_names(pipelines)
         return PipelineSet(unique.pipelines, problems + unique.problems)
 
     def save(self, name: str, text: str, *, overwrite: bool) -> str:
         """Write `{name}.yaml` atomically: a hidden temp file (never read as a pipeline) renamed
-        over the target, so a reload never sees half a file."""
+        over the target, or without `overwrite` linked to it (which fails if the target exists,
+        however late it appeared), so a reload never sees half a file."""
         target = self.directory / f"{name}.yaml"
         parsed = self.parse(text, str(target))
         if parsed.problems:
@@ -80,13 +114,26 @@ class DirectoryPipelineSource:
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.chmod(temp, 0o644)  # mkstemp makes it 0600; the file is configuration
-                os.replace(temp, target)
-            except BaseException:
+                if overwrite:
+                    os.replace(temp, target)
+                else:  # link fails if the target appeared since the check: never clobber
+                    os.link(temp, target)
+            finally:
                 Path(temp).unlink(missing_ok=True)
-                raise
+            _fsync_directory(self.directory)  # the rename survives a power cut
+        except FileExistsError:
+            raise PipelineConflict(f"{target} exists; ask to overwrite it") from None
         except OSError as exc:
             raise OpenAnomalyError(f"cannot write {target}: {exc.strerror}") from None
         return str(target)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_pipeline_paths(paths: list[Path], catalog_for: CatalogFor) -> PipelineSet:
