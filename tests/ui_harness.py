@@ -281,6 +281,14 @@ def table_with(page: Page, column: str, timeout_ms: int = PAGE_TIMEOUT_MS) -> li
     raise AssertionError(f"no table with a {column!r} column among {found!r}")
 
 
+def pick(page: Page, label: str, option: str) -> None:
+    """Choose `option` in the st.selectbox labelled `label` (the caller waits for what the
+    choice shows: the box's text does not say it)."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(_exactly(label)))
+    box.get_by_role("combobox").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
 def _exactly(text: str) -> re.Pattern[str]:
     return re.compile(rf"^\s*{re.escape(text)}\s*$")
 

@@ -39,6 +39,12 @@ def sanitize_metric_name(name: str) -> str:
     return fixed
 
 
+def escape_label_value(value: str) -> str:
+    """`value` escaped for a double-quoted PromQL label value (`job="..."`): backslash, double
+    quote and newline, as PromQL reads them back. The quotes themselves are the caller's."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def output_labels(
     metric_name: str,
     input_labels: Mapping[str, str],

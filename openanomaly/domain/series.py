@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from openanomaly.domain.labels import escape_label_value
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -20,13 +22,9 @@ Labels = Mapping[str, str]
 FRAME_COLUMNS = ("unique_id", "ds", "y")
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 def series_id(labels: Labels) -> str:
     """Canonical, order-independent text of a label set."""
-    inner = ",".join(f'{name}="{_escape(labels[name])}"' for name in sorted(labels))
+    inner = ",".join(f'{name}="{escape_label_value(labels[name])}"' for name in sorted(labels))
     return "{" + inner + "}"
 
 

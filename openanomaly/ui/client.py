@@ -33,12 +33,10 @@ class ApiClient:
         """Whether this client holds a token, without which the daemon refuses every change."""
         return self.token is not None
 
-    def close(self) -> None:
-        self._http.close()
-
     # --- reads ----------------------------------------------------------------------------
 
     def info(self) -> Json:
+        """`{"version", "leading", "writes_enabled", "pipelines_dir"}`."""
         return self._call("GET", "/api/v1/info")
 
     def pipelines(self) -> Json:
@@ -54,11 +52,20 @@ class ApiClient:
         return models
 
     def runs(
-        self, pipeline: str | None = None, *, failed: bool = False, limit: int = 100
+        self,
+        pipeline: str | None = None,
+        *,
+        kind: str | None = None,
+        failed: bool = False,
+        limit: int = 100,
     ) -> list[Json]:
+        """Newest first; `kind` (train|infer) and `failed` (failed or interrupted) are
+        filtered by the daemon."""
         params: dict[str, Any] = {"failed": str(failed).lower(), "limit": limit}
         if pipeline:
             params["pipeline"] = pipeline
+        if kind:
+            params["kind"] = kind
         runs: list[Json] = self._call("GET", "/api/v1/runs", params=params)["runs"]
         return runs
 
@@ -87,10 +94,6 @@ class ApiClient:
     ) -> Json:
         body = {"yaml": yaml_text, "pipeline": pipeline, "start": start, "end": end}
         return self._call("POST", "/api/v1/backtests", json=body)
-
-    def backtests(self) -> list[Json]:
-        backtests: list[Json] = self._call("GET", "/api/v1/backtests")["backtests"]
-        return backtests
 
     def backtest(self, backtest_id: str) -> Json:
         return self._call("GET", f"/api/v1/backtests/{_segment(backtest_id)}")

@@ -21,14 +21,6 @@ class UiContext:
     api: ApiClient
     tsdb: TsdbReads
 
-    @property
-    def api_url(self) -> str:
-        return self.api.base_url
-
-    @property
-    def tsdb_url(self) -> str:
-        return self.tsdb.url
-
 
 @st.cache_resource(show_spinner=False)
 def _build(argv: tuple[str, ...]) -> UiContext:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from openanomaly.domain.labels import escape_label_value
 from openanomaly.ui.errors import InvalidLabelFilter
 
 _MATCHER = re.compile(
@@ -38,8 +39,7 @@ class Matcher:
         return found if self.op == "=~" else not found
 
     def promql(self) -> str:
-        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'{self.name}{self.op}"{escaped}"'
+        return f'{self.name}{self.op}"{escape_label_value(self.value)}"'
 
 
 @dataclass(frozen=True)

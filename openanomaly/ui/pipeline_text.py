@@ -59,6 +59,17 @@ def state_yaml(pipeline: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(pipeline), sort_keys=False, allow_unicode=True)
 
 
+def pipeline_file(yaml_text: str, name: str) -> str:
+    """The text to save as pipeline `name`'s own file. The daemon saves a file only when it
+    defines exactly that one pipeline: from a `pipelines:` list of several, `name`'s mapping
+    alone as a standalone document (comments are not kept); any other text as it is."""
+    data = _load(yaml_text)
+    items = data.get("pipelines")
+    if not isinstance(items, list) or len(items) < 2:
+        return yaml_text
+    return yaml.safe_dump(_find(data, name), sort_keys=False, allow_unicode=True)
+
+
 def outline(yaml_text: str, name: str) -> Outline:
     """Name, prefix, step and model of pipeline `name` in the text (defaults where absent)."""
     data = _find(_load(yaml_text), name)

@@ -24,6 +24,7 @@ OVERVIEW_COLUMNS = (
 ANOMALY_COLUMNS = ("Series", "Time (UTC)", "Value", "Forecast", "Band", "Score")
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 NONE = "—"
+READING_TSDB = "Reading the TSDB…"
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
@@ -46,7 +47,7 @@ def labels_text(labels: Mapping[str, str]) -> str:
     return "{" + ", ".join(f'{k}="{labels[k]}"' for k in sorted(labels)) + "}"
 
 
-def parse_time(value: Any) -> datetime | None:
+def parse_api_time(value: Any) -> datetime | None:
     """An ISO 8601 time of the API (UTC when it has no offset), or None."""
     if not value:
         return None
@@ -83,10 +84,13 @@ def last_run(state: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
 
 
 def pipeline_status(state: Mapping[str, Any]) -> str:
-    """ok | failing | training | never trained | stale model."""
+    """ok | failing | interrupted | training | never trained | stale model."""
     train, infer = last_run(state, "train"), last_run(state, "infer")
-    if any(run is not None and run.get("status") == "failed" for run in (train, infer)):
+    statuses = {run.get("status") for run in (train, infer) if run is not None}
+    if "failed" in statuses:
         return "failing"
+    if "interrupted" in statuses:
+        return "interrupted"  # the daemon stopped during the run; the next one is scheduled
     if train is not None and train.get("status") == "running":
         return "training"
     if state.get("model") is None:
@@ -109,14 +113,14 @@ def failures(state: Mapping[str, Any]) -> list[tuple[str, str]]:
 def run_summary(run: Mapping[str, Any] | None, now: datetime) -> str:
     if run is None:
         return "never"
-    when = parse_time(run.get("finished") or run.get("started") or run.get("scheduled"))
+    when = parse_api_time(run.get("finished") or run.get("started") or run.get("scheduled"))
     status = str(run.get("status", "?"))
     return f"{status}, {age(now - when)} ago" if when is not None else status
 
 
 def overview_row(state: Mapping[str, Any], anomalies: int | None, now: datetime) -> dict[str, str]:
-    created = parse_time(state.get("model_created"))
-    next_infer = parse_time((state.get("next_run") or {}).get("infer"))
+    created = parse_api_time(state.get("model_created"))
+    next_infer = parse_api_time((state.get("next_run") or {}).get("infer"))
     series = state.get("series_count")
     row = {
         "Pipeline": str(state.get("name", "?")),
@@ -146,7 +150,7 @@ def anomaly_rows(anomalies: Iterable[Mapping[str, Any]], limit: int = 50) -> lis
     ranked = sorted(anomalies, key=lambda a: -_score(a.get("score")))[:limit]
     rows = []
     for item in ranked:
-        when = parse_time(item.get("ds"))
+        when = parse_api_time(item.get("ds"))
         rows.append(
             {
                 "Series": labels_text(item.get("labels") or {}),
@@ -192,8 +196,9 @@ def progress(backtest: Mapping[str, Any]) -> tuple[float, str]:
         return 0.0, "Queued: waiting for the backtests ahead of it"
     done = int((backtest.get("progress") or {}).get("done") or 0)
     total = int((backtest.get("progress") or {}).get("total") or 0)
-    fraction = min(1.0, done / total) if total else 0.0
-    return fraction, f"Fitting models: {done}/{total}"
+    if not total:  # the daemon counts the fits once it has read the series
+        return 0.0, READING_TSDB
+    return min(1.0, done / total), f"Fitting models: {done}/{total}"
 
 
 def comparison_row(label: str, summary: Mapping[str, Any]) -> dict[str, str]:
@@ -207,3 +212,91 @@ def comparison_row(label: str, summary: Mapping[str, Any]) -> dict[str, str]:
         "Fits": str(summary.get("fits", NONE)),
         "Seconds": NONE if seconds is None else f"{float(seconds):.1f}",
     }
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+ALL = "All"
+RUN_KINDS = (ALL, "train", "infer")
+RUN_STATUSES = (ALL, "ok", "failed", "running")
+RUNS_LIMIT = 1000
+
+
+def runs_query(kind: str, status: str) -> dict[str, Any]:
+    """The filters the daemon applies itself (GET /api/v1/runs): the kind, and "failed", which
+    there means failed or interrupted."""
+    return {
+        "kind": None if kind == ALL else kind,
+        "failed": status == "failed",
+        "limit": RUNS_LIMIT,
+    }
+
+
+def runs_shown(runs: Iterable[Mapping[str, Any]], status: str) -> list[Mapping[str, Any]]:
+    """The daemon's runs narrowed to `status` where it cannot do it (ok, running); failed
+    ones come back failed or interrupted and stay so."""
+    if status in (ALL, "failed"):
+        return list(runs)
+    return [run for run in runs if run.get("status") == status]
+
+
+# --- changes (saving, Train now) ------------------------------------------------------------
+
+WRITES_OFF_UI_ONLY = (
+    "The UI has an API token but the daemon has none, so the daemon refuses changes: set the "
+    "same http.api_token in the daemon's settings (or OA_HTTP__API_TOKEN)."
+)
+WRITES_OFF_DAEMON_ONLY = (
+    "The daemon has an http.api_token but the UI has none, so the daemon would refuse the UI's "
+    "changes: give the UI the same token (http.api_token in its settings, or "
+    "OA_HTTP__API_TOKEN)."
+)
+
+
+def writes_refused(ui_has_token: bool, writes_enabled: bool | None, writes_off: str) -> str | None:
+    """Why a change (saving, a run started by hand) cannot work, or None when it can as far as
+    the UI can tell (a wrong token still shows as the daemon's 401 on the click).
+    `writes_enabled` is GET /api/v1/info's (None when unknown: then only the UI's side counts);
+    `writes_off` is what the page says when neither side has a token."""
+    if writes_enabled is None or writes_enabled == ui_has_token:
+        return None if ui_has_token else writes_off
+    return WRITES_OFF_UI_ONLY if ui_has_token else WRITES_OFF_DAEMON_ONLY
+
+
+def save_outcome(answer: Mapping[str, Any], name: str) -> tuple[bool, str]:
+    """(loaded, message) of PUT /api/v1/pipelines/{name}'s 201: the file can be written while
+    the daemon cannot load it yet (`"loaded": false` with a `reason`)."""
+    file = str(answer.get("file", f"{name}.yaml"))
+    pipeline = str(answer.get("pipeline") or name)
+    if answer.get("loaded", True) is False:
+        reason = str(answer.get("reason") or "no reason given")
+        return False, f"Saved {file}, but the daemon has not loaded pipeline {pipeline}: {reason}"
+    return True, f"Saved {file}; the daemon loaded pipeline {pipeline}."
+
+
+# --- models and runs ------------------------------------------------------------------------
+
+
+def models_summary(models: Iterable[Mapping[str, Any]]) -> str:
+    """Under the models grid (a canvas: this line is the text people and tests can read):
+    `3 model versions; active: cpu v2 (12 series), web v1 (3 series)`."""
+    models = list(models)
+    active = sorted(
+        (str(m["pipeline"]), int(m["version"]), m.get("series_count"))
+        for m in models
+        if m.get("status") == "active"
+    )
+    named = ", ".join(f"{p} v{v} ({n} series)" for p, v, n in active) or "none"
+    return f"{len(models)} model version{'s' if len(models) != 1 else ''}; active: {named}"
+
+
+def runs_summary(runs: Iterable[Mapping[str, Any]]) -> str:
+    """Under the runs grid: `25 runs: 20 ok, 4 failed, 1 running`, in that order."""
+    runs = list(runs)
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[str(run.get("status"))] = counts.get(str(run.get("status")), 0) + 1
+    order = ["ok", "failed", "interrupted", "running"]
+    parts = [f"{counts.pop(s)} {s}" for s in order if s in counts]
+    parts += [f"{n} {s}" for s, n in sorted(counts.items())]
+    return f"{len(runs)} run{'s' if len(runs) != 1 else ''}: {', '.join(parts)}"

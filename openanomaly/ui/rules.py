@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import yaml
 
+from openanomaly.domain.labels import escape_label_value
 from openanomaly.durations import format_duration
 
 WINDOW = timedelta(minutes=10)  # bridges the gap between two written points
@@ -46,7 +47,7 @@ def alert_rule(pipeline_name: str, prefix: str = "anomaly", step: timedelta | No
     if step is not None:
         window = max(WINDOW, 2 * step)
         hold = HOLD if step < HOLD else 2 * step
-    name = pipeline_name.replace("\\", "\\\\").replace('"', '\\"')
+    name = escape_label_value(pipeline_name)
     expr = f'last_over_time({prefix}_score{{pipeline="{name}"}}[{format_duration(window)}]) >= 1'
     # Placeholders rather than str.format: the annotations are full of Go template braces.
     values = {

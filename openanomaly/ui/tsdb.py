@@ -6,6 +6,16 @@ Joining input and output series is pure (`join_series`): an output series belong
 series whose labels it carries (docs: openanomaly/domain/labels.py), so the input's labels are
 turned into output labels the same way the writer does and compared without `__name__` and
 `model` (the model's name changes when the pipeline's model does; the series stays the same).
+
+Output series are read so that every written point shows (and counts) once, on Prometheus and
+VictoriaMetrics alike. A range query evaluates a selector at every step and takes the newest
+sample within the lookback (Prometheus: 5 minutes; VictoriaMetrics: about one step more), so a
+point before a gap, or the newest one, would come back at the next steps too: red points and
+table rows repeated, a count up to 5 times too high at step 1m. `fresh(S, step)` keeps a value at
+evaluation time t only when its sample was written within (t - step, t]: `S and timestamp(S) >
+time() - step`. The daemon writes points on multiples of the step, where the reads evaluate, so
+each point shows at exactly one step and nowhere else; a read at a coarser step keeps the newest
+point of each step.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from openanomaly.config.settings import RetrySettings, TSDBSettings
-from openanomaly.domain.labels import OUTPUT_KINDS, output_labels
+from openanomaly.domain.labels import OUTPUT_KINDS, escape_label_value, output_labels
 from openanomaly.domain.series import SeriesFrame
 from openanomaly.durations import format_duration, parse_duration
 from openanomaly.errors import OpenAnomalyError, TSDBQueryError, TSDBUnavailable
@@ -63,22 +73,55 @@ class PipelineFacts:
         """The labels the writer adds to every output series of this pipeline."""
         return {"pipeline": self.name, "model": self.model_name, **self.output_labels}
 
+    def own_matchers(self) -> list[str]:
+        """Matchers for this pipeline's output series: `pipeline` and `output.labels` (not
+        `model`: the series of a model that was replaced are the pipeline's too)."""
+        matchers = [f'pipeline="{escape_label_value(self.name)}"']
+        return matchers + [
+            f'{k}="{escape_label_value(v)}"' for k, v in sorted(self.output_labels.items())
+        ]
+
     def outputs_selector(self, label_filter: LabelFilter) -> str:
         """One selector for the four output series: `{__name__=~"p_(score|yhat|...)", ...}`."""
         kinds = "|".join(OUTPUT_KINDS)
-        matchers = [f'__name__=~"{self.prefix}_({kinds})"', f'pipeline="{_quote(self.name)}"']
-        matchers += [f'{k}="{_quote(v)}"' for k, v in sorted(self.output_labels.items())]
+        matchers = [f'__name__=~"{self.prefix}_({kinds})"', *self.own_matchers()]
         if label_filter.matchers:
             matchers.append(label_filter.promql())
         return "{" + ", ".join(matchers) + "}"
 
+    def output_query(self, kind: str, label_filter: LabelFilter) -> str:
+        """The written points of one output kind, each at one step only (see the module doc).
+        One query per kind: `timestamp()` drops `__name__`, so over all four kinds at once
+        Prometheus refuses the query (four series with one label set)."""
+        matchers = self.own_matchers()
+        if label_filter.matchers:
+            matchers.append(label_filter.promql())
+        return fresh(f"{self.prefix}_{kind}{{{', '.join(matchers)}}}", self.step)
+
     def anomaly_count_query(self, window: timedelta = timedelta(hours=24)) -> str:
-        """Points that scored over 1 within `window`, over all series of the pipeline."""
-        score = f'{self.prefix}_score{{pipeline="{_quote(self.name)}"}}'
+        """Points that scored over 1 within `window` (before the evaluation time, that end
+        included, the start not), over all series of the pipeline, each point counted once.
+
+        `count_over_time((S > 1)[window:step])` alone counts a point at every step the
+        lookback carries it to (see the module doc); the subquery counts fresh values only,
+        at steps aligned like the writer's points. The window is 1 ms short: Prometheus 2's
+        range is closed at its start and VictoriaMetrics' and Prometheus 3's open, and a
+        point exactly `window` old must count on neither."""
+        score = f"{self.prefix}_score{{{', '.join(self.own_matchers())}}}"
+        span = format_duration(window - timedelta(milliseconds=1))
         return (
-            f"sum(count_over_time(({score} > 1)"
-            f"[{format_duration(window)}:{format_duration(self.step)}]))"
+            f"sum(count_over_time(({fresh(f'{score} > 1', self.step, score)})"
+            f"[{span}:{format_duration(self.step)}]))"
         )
+
+
+def fresh(expression: str, step: timedelta, selector: str | None = None) -> str:
+    """`expression` where the sample of `selector` (default: the expression itself, a plain
+    selector) at the evaluation time t was written within (t - step, t], not carried forward
+    by the lookback: `expression and timestamp(selector) > time() - step`. `and` matches
+    without `__name__`, so the result keeps the expression's series and their names."""
+    seconds = f"{step.total_seconds():g}"
+    return f"{expression} and timestamp({selector or expression}) > time() - {seconds}"
 
 
 @dataclass(frozen=True)
@@ -106,9 +149,17 @@ class TsdbReads:
         self, facts: PipelineFacts, start: datetime, end: datetime, label_filter: LabelFilter
     ) -> list[SeriesView]:
         """Every input series of the pipeline that passes the filter, worst score first."""
+        # The pipeline's own query, as the daemon reads it (its values at every step, which
+        # for a plain selector includes what the lookback carries over a short gap).
         actual = self._read(facts.query, start, end, facts.step, facts.max_series)
-        selector = facts.outputs_selector(label_filter)
-        outputs = self._read(selector, start, end, facts.step, 4 * facts.max_series)
+        outputs = _concat(
+            [
+                self._read(
+                    facts.output_query(kind, label_filter), start, end, facts.step, facts.max_series
+                )
+                for kind in OUTPUT_KINDS
+            ]
+        )
         return join_series(actual, outputs, facts, label_filter)
 
     def anomalies_24h(self, facts: PipelineFacts, now: datetime) -> int:
@@ -136,15 +187,23 @@ class TsdbReads:
         return str(exc).removeprefix(f"{self.url}/api/v1/query_range ")
 
 
+UI_TIMEOUT = timedelta(seconds=10)
+
+
 def ui_reader_settings(tsdb: TSDBSettings) -> TSDBSettings:
-    """The daemon's TSDB settings with a short retry budget: a page waits for a person, who
-    would rather see "unreachable" in a second than a spinner for a minute of backoff."""
+    """The daemon's TSDB settings with a short budget: a page waits for a person, who would
+    rather see "unreachable" soon than a spinner for a minute. Two attempts with little
+    backoff; and a timeout of at most UI_TIMEOUT per attempt, because `tsdb.timeout` (30 s by
+    default) is sized for the daemon's large reads, and two attempts of it would keep a page
+    spinning for a minute on a TSDB that accepts connections but does not answer. The pages'
+    reads are small (one pipeline, at most a week at its step) and the reader sends the same
+    timeout to the server, which then gives up on the query too."""
     retry = RetrySettings(
         max_attempts=2,
         initial_backoff=timedelta(milliseconds=200),
         max_backoff=timedelta(seconds=1),
     )
-    return tsdb.model_copy(update={"retry": retry})
+    return tsdb.model_copy(update={"retry": retry, "timeout": min(tsdb.timeout, UI_TIMEOUT)})
 
 
 # --- joining (pure) -------------------------------------------------------------------------
@@ -240,6 +299,14 @@ def _merge(
     return merged.sort_values(["key", "ds"], kind="stable").reset_index(drop=True)
 
 
+def _concat(frames: list[SeriesFrame]) -> SeriesFrame:
+    """Frames of distinct series (here: one per output kind) as one."""
+    # Empty frames left out: pandas warns about concatenating them (their dtypes are unknown).
+    data = pd.concat([f.data for f in frames if len(f.data)] or [frames[0].data])
+    labels = {uid: labels for f in frames for uid, labels in f.labels.items()}
+    return SeriesFrame(data.sort_values(["unique_id", "ds"], kind="stable"), labels)
+
+
 def _utc(times: pd.Series) -> pd.Series:
     # One dtype on both sides of the join, whatever resolution the reader produced.
     return pd.to_datetime(times, utc=True).astype("datetime64[ns, UTC]")
@@ -253,10 +320,6 @@ def _empty_points() -> pd.DataFrame:
 def _worst_first(view: SeriesView) -> tuple[float, str]:
     score = view.max_score
     return (-score if not math.isnan(score) else math.inf, str(sorted(view.labels.items())))
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def view_anomalies(views: Iterable[SeriesView]) -> list[dict[str, Any]]:

@@ -18,12 +18,14 @@ import contextlib
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -36,6 +38,7 @@ from tests.daemon_harness import (
     SPIKE_HOST,
     TOKEN,
     Daemon,
+    export,
     minute_floor,
     pipeline_yaml,
     seed,
@@ -47,6 +50,7 @@ from tests.ui_harness import (
     fill,
     go_to,
     open_app,
+    pick,
     screenshot,
     table_with,
 )
@@ -61,6 +65,7 @@ SPIKE_MINUTES_AGO = (50, 33, 21)
 BACKTEST_TIMEOUT_MS = 120_000
 SHOWN_ANOMALIES = 50  # the playground lists the top 50
 DOCS_SCREENSHOT = ROOT / "docs" / "ui-playground.png"
+T = TypeVar("T")
 
 
 @dataclass
@@ -152,6 +157,36 @@ def _host(series: str) -> str:
     return match.group(1)
 
 
+def scored_over_1(stack: Stack, name: str) -> dict[tuple[str, str], str]:
+    """What the daemon wrote for pipeline `name` in the last 24 hours that scored over 1, as
+    {(minute, host): score as the pages print it}: its raw samples (VictoriaMetrics' export,
+    no lookback and no PromQL), read apart from the UI's queries."""
+    flush = httpx.get(f"{stack.tsdb_url}/internal/force_flush", timeout=30, trust_env=False)
+    assert flush.status_code == 200, flush.text  # the export reads only flushed samples
+    now = utc_now()
+    raw = export(
+        stack.tsdb_url, f'anomaly_score{{pipeline="{name}"}}', now - timedelta(hours=24), now
+    )
+    return {
+        (datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d %H:%M"), host): f"{v:.2f}"
+        for host, samples in raw.items()
+        for ts, v in samples
+        if v > 1
+    }
+
+
+def while_unchanged(stack: Stack, name: str, check: Callable[[], T]) -> tuple[T, dict[Any, str]]:
+    """`check()` (what a page shows) and the anomalies the TSDB holds for `name`, read before
+    and after it the same: the daemon scores every minute, and a point it writes between the
+    two reads could change both. Tried three times."""
+    for _ in range(3):
+        before = scored_over_1(stack, name)
+        shown = check()
+        if scored_over_1(stack, name) == before:
+            return shown, before
+    raise AssertionError(f"the daemon kept writing anomalies of {name} while the page read")
+
+
 def open_playground(page: Page, stack: Stack) -> None:
     open_app(page, stack.ui.url, "Pipelines")
     playground(page)
@@ -178,19 +213,105 @@ def enter_pipeline(page: Page, text: str, name: str) -> None:
 def test_the_overview_lists_the_daemons_pipelines(stack: Stack, page: Page) -> None:
     train = stack.daemon.run_after(SEEDED, "train", 0, timeout=120)  # trained on start
     assert train["status"] == "ok", train
-    open_app(page, stack.ui.url, "Pipelines")  # the Overview, the default page
-    expect(page.get_by_role("heading", name="Pipelines", exact=True)).to_be_visible()
-    expect(page.locator('[data-testid="stTable"] table').first).to_be_visible()
-    rows = table_with(page, "Pipeline")
+    stack.daemon.run_after(SEEDED, "infer", 0, timeout=60)  # it has scored (the catch-up)
+
+    def overview() -> list[dict[str, str]]:
+        open_app(page, stack.ui.url, "Pipelines")  # the Overview, the default page
+        expect(page.get_by_role("heading", name="Pipelines", exact=True)).to_be_visible()
+        expect(page.locator('[data-testid="stTable"] table').first).to_be_visible()
+        return table_with(page, "Pipeline")
+
+    rows, anomalies = while_unchanged(stack, SEEDED, overview)
     assert [r["Pipeline"] for r in rows] == [SEEDED]
     # what the daemon says about it: trained, a model for the 3 seeded series
     assert rows[0]["Status"] == "ok", rows
     assert rows[0]["Series"] == "3", rows
     assert rows[0]["Last train"].startswith("ok, "), rows
+    # every point the daemon wrote that scored over 1, once (the spikes among them)
+    assert rows[0]["Anomalies (24 h)"] == str(len(anomalies)), (rows, anomalies)
     screenshot(page, stack.shots / "overview.png")
 
 
-# --- 2. playground: validation ----------------------------------------------------------------
+# --- 2. pipeline page -------------------------------------------------------------------------
+
+
+def test_the_pipeline_page_charts_what_the_daemon_scored(stack: Stack, page: Page) -> None:
+    train = stack.daemon.run_after(SEEDED, "train", 0, timeout=120)
+    assert train["status"] == "ok", train
+    infer = stack.daemon.infer_now(SEEDED)
+    assert infer["status"] == "ok", infer
+
+    def pipeline_page() -> list[dict[str, str]]:
+        open_app(page, stack.ui.url, "Pipelines")
+        go_to(page, "Pipeline")
+        pick(page, "Pipeline", SEEDED)
+        expect(page.get_by_role("heading", name=SEEDED, exact=True)).to_be_visible()
+        return table_with(page, "Time (UTC)")
+
+    rows, anomalies = while_unchanged(stack, SEEDED, pipeline_page)
+    # The spikes (+12 sigma) scored over 1 when the daemon scored them.
+    spikes = {(s.strftime("%Y-%m-%d %H:%M"), SPIKE_HOST) for s in stack.spikes}
+    assert spikes <= set(anomalies), anomalies
+    # The table: each point the daemon wrote over 1, once, with its score.
+    assert len(anomalies) <= SHOWN_ANOMALIES
+    shown = {(r["Time (UTC)"], _host(r["Series"])): r["Score"] for r in rows}
+    assert len(rows) == len(shown)
+    assert shown == anomalies
+    scores = [float(r["Score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+
+    # One chart per series, the worst (host b, the spikes) first, drawn.
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    expect(charts).to_have_count(3)
+    expect(charts.first.locator(".main-svg").first).to_be_visible()
+    expect(charts.first).to_contain_text(f'host="{SPIKE_HOST}"')
+    screenshot(page, stack.shots / "pipeline.png")
+
+
+# --- 3. models and runs -----------------------------------------------------------------------
+
+
+def test_models_and_runs_show_the_model_and_train_now_trains(stack: Stack, page: Page) -> None:
+    stack.daemon.run_after(SEEDED, "train", 0, timeout=120)
+    runs_before = len(stack.daemon.runs(SEEDED))
+    open_app(page, stack.ui.url, "Pipelines")
+    go_to(page, "Models and runs")
+    expect(page.get_by_role("heading", name="Models and runs", exact=True)).to_be_visible()
+    pick(page, "Pipeline", SEEDED)
+    train_now = page.get_by_role("button", name="Train now", exact=True)
+    expect(train_now).to_be_enabled()
+
+    # The registry holds the trained model, and the page shows it. The grids (st.dataframe)
+    # draw on a canvas without an accessible table; the caption under each says what it holds.
+    models = stack.daemon.json(f"/api/v1/models?pipeline={SEEDED}")["models"]
+    assert models[0]["status"] == "active", models
+    assert models[0]["series_count"] == 3, models
+    versions = f"{len(models)} model version{'s' if len(models) > 1 else ''}"
+    active = f"{SEEDED} v{models[0]['version']} (3 series)"
+    expect(page.get_by_text(f"{versions}; active: {active}", exact=True)).to_be_visible()
+    # Infers run every minute: the page's count lies between the API's before and after.
+    caption = page.get_by_text(re.compile(r"^\d+ runs?: \d+ ok"))
+    expect(caption).to_be_visible()
+    shown = int(caption.inner_text().split()[0])
+    assert runs_before <= shown <= len(stack.daemon.runs(SEEDED)), (runs_before, shown)
+    grids_shown = page.locator('[data-testid="stDataFrame"]')
+    expect(grids_shown).to_have_count(2)  # models, runs
+    expect(grids_shown.first.locator('[data-testid="data-grid-canvas"]')).to_be_visible()
+    expect(page.get_by_text("No models yet", exact=False)).to_have_count(0)
+    expect(page.get_by_text("No runs match these filters.")).to_have_count(0)
+
+    # Train now: the daemon runs one more train.
+    seen = len(stack.daemon.finished_runs(SEEDED, "train"))
+    train_now.click()
+    success = page.locator('[data-testid="stAlertContentSuccess"]')
+    expect(success).to_contain_text(f"Scheduled: train of {SEEDED}")
+    run = stack.daemon.run_after(SEEDED, "train", seen, timeout=120)
+    assert run["status"] == "ok", run
+    assert datetime.fromisoformat(run["scheduled"]) > stack.now
+    screenshot(page, stack.shots / "models-runs.png")
+
+
+# --- 4. playground: validation ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -215,7 +336,7 @@ def test_the_playground_shows_the_validators_message(
     screenshot(page, stack.shots / f"playground-{request.node.callspec.id}.png")
 
 
-# --- 3. playground: backtest ------------------------------------------------------------------
+# --- 5. playground: backtest ------------------------------------------------------------------
 
 
 def test_a_backtest_shows_the_injected_anomalies(stack: Stack, page: Page) -> None:
@@ -269,7 +390,7 @@ def test_a_backtest_shows_the_injected_anomalies(stack: Stack, page: Page) -> No
     assert [r["Series"] for r in rows] == series
 
 
-# --- 4. playground: save ----------------------------------------------------------------------
+# --- 6. playground: save ----------------------------------------------------------------------
 
 
 def test_saving_writes_a_valid_file_the_daemon_loads(stack: Stack, page: Page) -> None:
@@ -297,7 +418,7 @@ def test_saving_writes_a_valid_file_the_daemon_loads(stack: Stack, page: Page) -
     screenshot(page, stack.shots / "playground-saved.png")
 
 
-# --- 5. honest empty and error states ---------------------------------------------------------
+# --- 7. honest empty and error states ---------------------------------------------------------
 
 
 def test_a_dead_daemon_is_named_not_hidden(stack: Stack, page: Page) -> None:
@@ -313,6 +434,7 @@ def test_a_dead_daemon_is_named_not_hidden(stack: Stack, page: Page) -> None:
         expect(page.get_by_role("heading", name="Playground", exact=True)).to_be_visible()
         expect(page.locator('[data-testid="stAlertContentError"]')).to_contain_text(said)
         screenshot(page, stack.shots / "playground-dead-daemon.png")
+        page.goto("about:blank")  # not left polling a UI that is about to stop
 
 
 def test_no_pipelines_and_no_token_are_said_plainly(stack: Stack, page: Page) -> None:
@@ -338,10 +460,13 @@ def test_no_pipelines_and_no_token_are_said_plainly(stack: Stack, page: Page) ->
 
             playground(page)
             enter_pipeline(page, pipeline_yaml("ui-unsaved", METRIC), "ui-unsaved")
-            page.get_by_role("button", name="Save to pipelines.d", exact=True).click()
-            refused = page.locator('[data-testid="stAlertContentError"]')
-            expect(refused).to_contain_text("the daemon has no http.api_token")
+            # Saving is off, and the page says that the token is what it takes.
+            save = page.get_by_role("button", name="Save to pipelines.d", exact=True)
+            expect(save).to_be_disabled()
+            captions = page.locator('[data-testid="stCaptionContainer"]')
+            expect(captions.filter(has_text="Saving needs http.api_token")).to_have_count(1)
             screenshot(page, stack.shots / "playground-no-token.png")
+            page.goto("about:blank")  # not left polling a UI that is about to stop
         assert not (daemon.pipelines_dir / "ui-unsaved.yaml").exists()
     finally:
         daemon.close()

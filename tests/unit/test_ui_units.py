@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -18,9 +19,8 @@ import pytest
 import yaml
 
 from openanomaly.adapters.metrics_reader.assemble import assemble
-from openanomaly.adapters.model_engine.catalogs import model_catalog
-from openanomaly.adapters.pipeline_source.directory import load_pipeline_paths
-from openanomaly.domain.labels import output_series_labels
+from openanomaly.config.pipeline import NAME_PATTERN
+from openanomaly.domain.labels import escape_label_value, output_series_labels
 from openanomaly.domain.series import SeriesFrame, series_id
 from openanomaly.errors import Problem, TSDBQueryError, TSDBUnavailable
 from openanomaly.ui.client import ApiClient
@@ -28,22 +28,13 @@ from openanomaly.ui.errors import (
     ApiError,
     DaemonUnreachable,
     InvalidLabelFilter,
-    InvalidModelSection,
     TsdbQueryRefused,
     TsdbUnavailable,
 )
 from openanomaly.ui.launch import api_url_from_listen, parse_script_args, script_args
 from openanomaly.ui.matchers import LabelFilter, parse_label_filter
-from openanomaly.ui.pipeline_text import MODEL_B_DEFAULT, TEMPLATE, outline, with_model
 from openanomaly.ui.present import (
-    ANOMALY_COLUMNS,
-    OVERVIEW_COLUMNS,
-    age,
-    anomaly_rows,
-    overview_row,
-    pipeline_status,
     problem_line,
-    progress,
 )
 from openanomaly.ui.rules import alert_rule
 from openanomaly.ui.tsdb import PipelineFacts, TsdbReads, join_series, view_anomalies
@@ -156,11 +147,14 @@ def test_the_alert_rule_is_the_deploy_rule_narrowed_to_the_pipeline() -> None:
     assert yaml.safe_load(text)["groups"][0]["name"] == "openanomaly-node-cpu"
 
 
-def test_the_alert_rule_uses_the_prefix_and_quotes_odd_names() -> None:
-    rule = _only_rule(alert_rule('we"ird: #name', "http_anomaly"))
-    assert (
-        rule["expr"] == r'last_over_time(http_anomaly_score{pipeline="we\"ird: #name"}[10m]) >= 1'
-    )
+def test_the_alert_rule_uses_the_prefix_and_any_name_a_pipeline_can_have() -> None:
+    # NAME_PATTERN ([a-z0-9_-]+) allows names YAML or PromQL could misread if pasted bare.
+    for name in ("0-9_x", "-", "1e3", "null"):
+        assert re.fullmatch(NAME_PATTERN, name)
+        text = alert_rule(name, "http_anomaly")
+        rule = _only_rule(text)
+        assert rule["expr"] == f'last_over_time(http_anomaly_score{{pipeline="{name}"}}[10m]) >= 1'
+        assert yaml.safe_load(text)["groups"][0]["name"] == f"openanomaly-{name}"
 
 
 def test_coarse_steps_widen_the_window_and_the_hold() -> None:
@@ -175,7 +169,7 @@ def test_coarse_steps_widen_the_window_and_the_hold() -> None:
 def test_promtool_accepts_the_alert_rule(tmp_path: Path) -> None:
     promtool = require_executable("promtool", "prometheus")
     path = tmp_path / "rule.yml"
-    path.write_text(alert_rule('odd"name', "anomaly", timedelta(minutes=10)))
+    path.write_text(alert_rule("odd-name_1", "anomaly", timedelta(minutes=10)))
     result = subprocess.run(
         [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
     )
@@ -208,7 +202,7 @@ def test_each_method_calls_its_endpoint() -> None:
     api.pipelines()
     api.pipeline("a/b")
     api.models("cpu")
-    api.runs("cpu", failed=True, limit=5)
+    api.runs("cpu", kind="train", failed=True, limit=5)
     api.trigger("cpu", "train")
     api.validate("name: x", "playground.yaml")
     api.save_pipeline("cpu", "name: cpu", overwrite=True)
@@ -222,7 +216,7 @@ def test_each_method_calls_its_endpoint() -> None:
         ("GET", "/api/v1/pipelines"),
         ("GET", "/api/v1/pipelines/a%2Fb"),  # a name never reaches another endpoint
         ("GET", "/api/v1/models?pipeline=cpu"),
-        ("GET", "/api/v1/runs?failed=true&limit=5&pipeline=cpu"),
+        ("GET", "/api/v1/runs?failed=true&limit=5&pipeline=cpu&kind=train"),
         ("POST", "/api/v1/pipelines/cpu/train"),
         ("POST", "/api/v1/validate"),
         ("PUT", "/api/v1/pipelines/cpu"),
@@ -428,7 +422,11 @@ def test_the_anomaly_count_is_one_point_of_a_subquery() -> None:
     now = datetime(2026, 3, 1, 12, 3, tzinfo=UTC)
     assert TsdbReads(reader, "http://tsdb").anomalies_24h(FACTS, now) == 4
     query, start, end, step, _ = reader.calls[0]
-    assert query == 'sum(count_over_time((anomaly_score{pipeline="cpu"} > 1)[1d:1m]))'
+    selector = 'anomaly_score{pipeline="cpu", team="a"}'
+    assert query == (  # each written point once: the sample's own step only (see tsdb.py)
+        f"sum(count_over_time(({selector} > 1 and timestamp({selector}) > time() - 60)"
+        "[23h59m59s999ms:1m]))"
+    )
     assert end == now
     assert start == now - step
     assert TsdbReads(FakeReader(assemble([])[0]), "http://tsdb").anomalies_24h(FACTS, now) == 0
@@ -498,6 +496,18 @@ def test_label_filters_parse_match_and_render_safely() -> None:
     assert len(sneaky.matchers) == 1
 
 
+def test_label_values_are_quoted_by_the_shared_promql_escape() -> None:
+    value = 'C:\\dir "x"\nnext'
+    assert escape_label_value(value) == 'C:\\\\dir \\"x\\"\\nnext'
+    parsed = parse_label_filter("path=`" + value + "`")  # backquotes: taken as is
+    assert parsed.matchers[0].value == value
+    rendered = parsed.promql()
+    assert rendered == f'path="{escape_label_value(value)}"'
+    # What we render reads back as the same value: quoting round-trips.
+    assert parse_label_filter(rendered).matchers[0].value == value
+    assert parse_label_filter(rendered).matches({"path": value})
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
@@ -511,155 +521,6 @@ def test_label_filters_parse_match_and_render_safely() -> None:
 def test_bad_label_filters_say_why(text: str, reason: str) -> None:
     with pytest.raises(InvalidLabelFilter, match=reason):
         parse_label_filter(text)
-
-
-# --- what the tables show -------------------------------------------------------------------
-
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def state(**changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "name": "cpu",
-        "model": 3,
-        "model_stale": False,
-        "model_created": "2026-03-01T09:00:00+00:00",
-        "series_count": 12,
-        "next_run": {"train": None, "infer": "2026-03-01T12:00:40+00:00"},
-        "last_runs": {
-            "train": {"status": "ok", "finished": "2026-03-01T09:00:00+00:00"},
-            "infer": {"status": "ok", "finished": "2026-03-01T11:59:00+00:00"},
-        },
-    }
-    return base | changes
-
-
-def test_overview_rows_have_the_promised_columns_and_texts() -> None:
-    row = overview_row(state(), 5, NOW)
-    assert tuple(row) == OVERVIEW_COLUMNS
-    assert row == {
-        "Pipeline": "cpu",
-        "Status": "ok",
-        "Last train": "ok, 3h ago",
-        "Last infer": "ok, 1m ago",
-        "Series": "12",
-        "Anomalies (24 h)": "5",
-        "Model age": "3h",
-        "Next infer": "in 40s",
-    }
-    assert overview_row(state(), None, NOW)["Anomalies (24 h)"] == "?"
-
-
-def test_pipeline_status() -> None:
-    failed = {"status": "failed", "error": "boom"}
-    assert pipeline_status(state()) == "ok"
-    assert (
-        pipeline_status(state(model=None, last_runs={"train": None, "infer": None}))
-        == "never trained"
-    )
-    assert (
-        pipeline_status(state(model=None, last_runs={"train": {"status": "running"}})) == "training"
-    )
-    assert pipeline_status(state(last_runs={"train": None, "infer": failed})) == "failing"
-    assert pipeline_status(state(model_stale=True)) == "stale model"
-    assert pipeline_status({"name": "old-daemon", "model": None}) == "never trained"
-
-
-def test_anomaly_rows_are_formatted_and_ranked() -> None:
-    anomalies = [
-        {
-            "labels": {"b": "2", "a": "1"},
-            "ds": "2026-03-01T10:05:00Z",
-            "y": 9.5,
-            "yhat": 3.25,
-            "yhat_lower": 1.0,
-            "yhat_upper": 5.5,
-            "score": 2.345,
-        },
-        {
-            "labels": {},
-            "ds": "2026-03-01T11:00:00+00:00",
-            "y": None,
-            "yhat": 1,
-            "yhat_lower": 0,
-            "yhat_upper": 2,
-            "score": 7,
-        },
-    ]
-    rows = anomaly_rows(anomalies, limit=50)
-    assert tuple(rows[0]) == ANOMALY_COLUMNS
-    assert rows[1] == {
-        "Series": '{a="1", b="2"}',
-        "Time (UTC)": "2026-03-01 10:05",
-        "Value": "9.5",
-        "Forecast": "3.25",
-        "Band": "1 – 5.5",
-        "Score": "2.35",
-    }
-    assert (rows[0]["Score"], rows[0]["Value"]) == ("7.00", "—")
-    assert len(anomaly_rows(anomalies * 40, limit=50)) == 50
-
-
-def test_ages_and_progress() -> None:
-    assert [age(timedelta(seconds=s)) for s in (0, 45, 725, 11_520, 190_000)] == [
-        "0s",
-        "45s",
-        "12m 5s",
-        "3h 12m",
-        "2d 4h",
-    ]
-    assert progress({"status": "running", "progress": {"done": 3, "total": 12}}) == (
-        0.25,
-        "Fitting models: 3/12",
-    )
-    assert progress({"status": "running", "progress": {"done": 0, "total": 0}})[0] == 0.0
-    assert progress({"status": "queued"})[1].startswith("Queued")
-
-
-# --- playground text ------------------------------------------------------------------------
-
-
-def problems_of(text: str, tmp_path: Path) -> tuple[list[str], list[Problem]]:
-    path = tmp_path / "playground.yaml"
-    path.write_text(text)
-    loaded = load_pipeline_paths([path], model_catalog)
-    return [p.pipeline.name for p in loaded.pipelines], list(loaded.problems)
-
-
-def test_the_template_and_model_b_are_valid_pipelines(tmp_path: Path) -> None:
-    assert problems_of(TEMPLATE, tmp_path) == (["my-pipeline"], [])
-    swapped = with_model(TEMPLATE, MODEL_B_DEFAULT)
-    assert yaml.safe_load(swapped)["model"] == {
-        "engine": "statsforecast",
-        "name": "AutoETS",
-        "params": {"season_length": "1d"},
-    }
-    assert yaml.safe_load(swapped)["query"] == yaml.safe_load(TEMPLATE)["query"]
-    assert problems_of(swapped, tmp_path) == (["my-pipeline"], [])
-    facts = outline(TEMPLATE, "my-pipeline")
-    assert (facts.prefix, facts.step, facts.model) == (
-        "anomaly",
-        timedelta(hours=1),
-        "statsforecast MSTL",
-    )
-
-
-def test_model_b_goes_into_the_chosen_pipeline_of_a_list() -> None:
-    text = "pipelines:\n  - {name: a, query: up}\n  - {name: b, query: up, output: {prefix: bb}}\n"
-    swapped = yaml.safe_load(with_model(text, "engine: statsforecast\nname: Naive\n", "b"))
-    assert swapped == {
-        "name": "b",
-        "query": "up",
-        "output": {"prefix": "bb"},
-        "model": {"engine": "statsforecast", "name": "Naive"},
-    }
-    assert outline(text, "b").prefix == "bb"
-    with pytest.raises(InvalidModelSection, match="several pipelines"):
-        with_model(text, MODEL_B_DEFAULT)
-    with pytest.raises(InvalidModelSection, match="not YAML"):
-        with_model(TEMPLATE, "model: [")
-    with pytest.raises(InvalidModelSection, match="model:"):
-        with_model(TEMPLATE, "- 1")
 
 
 # --- launching ------------------------------------------------------------------------------

@@ -1,15 +1,13 @@
 """Backtests from the Playground: start one on the daemon, follow it, show what it found.
 
 The daemon runs backtests in the background (POST /api/v1/backtests). The page keeps the
-backtest in the session as soon as it is queued and polls until the result is in: a click in
-the meantime ends that script run, and the next run polls on; once done, reruns (picking
-another series) show the kept result and never run it again.
+backtest in the session as soon as it is queued and polls it in a fragment, so the rest of the
+page renders at once and a click never waits for it; once done, the page reruns and shows the
+kept result, and later reruns (picking another series) never run it again.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -49,23 +47,21 @@ def finished(backtest: Backtest) -> bool:
     return backtest.get("status") in FINISHED
 
 
-def follow(api: ApiClient, backtests: Sequence[Backtest]) -> list[Backtest]:
-    """Poll until every backtest has finished, one progress bar each."""
-    bars = [st.progress(0.0, text="Starting") for _ in backtests]
-    current = list(backtests)
-    while True:
-        for bar, backtest in zip(bars, current, strict=True):
-            fraction, text = progress_of(backtest)
-            if finished(backtest):
-                fraction, text = 1.0, f"Backtest {backtest.get('status')}"
-            bar.progress(fraction, text=text)
-        if all(finished(b) for b in current):
-            break
-        time.sleep(POLL_SECONDS)
-        current = [b if finished(b) else daemon_or_stop(_reread, api, b) for b in current]
-    for bar in bars:
-        bar.empty()
-    return current
+@st.fragment(run_every=POLL_SECONDS)
+def follow(api: ApiClient, key: str) -> None:
+    """Progress bars of the backtests kept in `st.session_state[key]["backtests"]`, polled in
+    a fragment (only this part reruns, twice a second) so the rest of the page renders and
+    works meanwhile. Once every one has finished, the whole page reruns to show the result."""
+    kept = st.session_state.get(key)
+    if not kept:
+        return
+    current = [b if finished(b) else daemon_or_stop(_reread, api, b) for b in kept["backtests"]]
+    st.session_state[key] = {**kept, "backtests": current}
+    if all(finished(b) for b in current):
+        st.rerun(scope="app")
+    for backtest in current:
+        fraction, text = progress_of(backtest)
+        st.progress(fraction, text=text)
 
 
 def _reread(api: ApiClient, backtest: Backtest) -> Backtest:

@@ -10,10 +10,10 @@ import streamlit as st
 
 from openanomaly.ui.client import ApiClient
 from openanomaly.ui.errors import ApiError, DaemonUnreachable, InvalidModelSection
-from openanomaly.ui.pipeline_text import MODEL_B_DEFAULT, outline, with_model
+from openanomaly.ui.pipeline_text import outline, with_model
 from openanomaly.ui.present import comparison_row, plain, series_choice
 from openanomaly.ui.views import backtest_panel
-from openanomaly.ui.views.common import show_table
+from openanomaly.ui.views.common import remember, show_table
 
 MODEL_B_KEY = "playground-model-b"
 RESULT_KEY = "playground-compare"
@@ -23,8 +23,14 @@ def render(api: ApiClient, yaml_text: str, span: tuple[str, str], pipeline: str 
     # Keyed and tracked: an untracked expander is known by its position on the page, which
     # shifts when a backtest's progress bars come and go, and it would close on the next rerun.
     with st.expander("Compare two models", key="playground-compare-open", on_change="rerun"):
-        st.session_state.setdefault(MODEL_B_KEY, MODEL_B_DEFAULT)
-        model_b = st.text_area("Model B (model section)", key=MODEL_B_KEY, height=150)
+        # Kept across pages by the playground (keep_values), whose part this is.
+        model_b = st.text_area(
+            "Model B (model section)",
+            key=MODEL_B_KEY,
+            height=150,
+            on_change=remember,
+            args=(MODEL_B_KEY,),
+        )
         st.caption(
             "Model A is the pipeline in the editor; model B is the same pipeline with "
             "this model section. Both run over the From/To range above."
@@ -33,9 +39,10 @@ def render(api: ApiClient, yaml_text: str, span: tuple[str, str], pipeline: str 
             _run(api, yaml_text, model_b, span, pipeline)
         result = st.session_state.get(RESULT_KEY)
         if result is not None:
-            if not all(backtest_panel.finished(b) for b in result["backtests"]):
-                result["backtests"] = backtest_panel.follow(api, result["backtests"])
-            _show(api, result)
+            if all(backtest_panel.finished(b) for b in result["backtests"]):
+                _show(api, result)
+            else:  # polled apart from the page; it reruns the page once both are done
+                backtest_panel.follow(api, RESULT_KEY)
 
 
 def _run(
@@ -62,7 +69,7 @@ def _run(
                     api.cancel_backtest(str(orphan["id"]))
             return
         started.append(backtest)
-    # Kept before polling: a rerun (any click) ends this run, and the next one polls on.
+    # Kept in the session: the page shows their progress, and then their result, from there.
     st.session_state[RESULT_KEY] = {"labels": labels, "backtests": started}
 
 

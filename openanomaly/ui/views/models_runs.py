@@ -11,10 +11,24 @@ import streamlit as st
 from openanomaly.ui.client import ApiClient
 from openanomaly.ui.context import ui_context
 from openanomaly.ui.errors import ApiError
-from openanomaly.ui.present import plain
-from openanomaly.ui.views.common import daemon_or_stop, read_or_stop, show_api_error
+from openanomaly.ui.present import (
+    ALL,
+    RUN_KINDS,
+    RUN_STATUSES,
+    models_summary,
+    plain,
+    runs_query,
+    runs_shown,
+    runs_summary,
+)
+from openanomaly.ui.views.common import (
+    daemon_or_stop,
+    read_or_stop,
+    show_api_error,
+    write_refusal,
+)
 
-ALL = "All"
+WRITES_OFF = "Set http.api_token to trigger runs from here."
 MODEL_COLUMNS = [
     "pipeline",
     "version",
@@ -47,8 +61,8 @@ def render() -> None:
     names = sorted(s["name"] for s in read_or_stop(api.pipelines).get("pipelines", []))
     left, middle, right = st.columns(3)
     picked = left.selectbox("Pipeline", [ALL, *names])
-    kind = middle.selectbox("Kind", [ALL, "train", "infer"])
-    status = right.selectbox("Status", [ALL, "ok", "failed", "running"])
+    kind = middle.selectbox("Kind", RUN_KINDS)
+    status = right.selectbox("Status", RUN_STATUSES)
     pipeline = None if picked == ALL else picked
     _run_now(api, pipeline)
 
@@ -56,31 +70,36 @@ def render() -> None:
     models = read_or_stop(api.models, pipeline)
     if models:
         st.dataframe(pd.DataFrame(models).reindex(columns=MODEL_COLUMNS), hide_index=True)
+        st.caption(plain(models_summary(models)))
     else:
         st.caption("No models yet: a pipeline gets one at its first successful train.")
 
     st.subheader("Runs")
-    runs = read_or_stop(api.runs, pipeline, failed=status == "failed", limit=500)
-    runs = [
-        r
-        for r in runs
-        if (kind == ALL or r.get("kind") == kind) and (status == ALL or r.get("status") == status)
-    ]
+    # Kind and failed (failed or interrupted) are filtered by the daemon; ok and running here,
+    # from the newest runs it returns.
+    runs = runs_shown(read_or_stop(api.runs, pipeline, **runs_query(kind, status)), status)
     if runs:
         st.dataframe(pd.DataFrame(runs).reindex(columns=RUN_COLUMNS), hide_index=True)
+        st.caption(plain(runs_summary(runs)))
     else:
         st.caption("No runs match these filters.")
+    if status == "failed":
+        st.caption(
+            "Failed includes interrupted runs: the daemon stopped (shutdown or crash) before "
+            "they ended."
+        )
 
 
 def _run_now(api: ApiClient, pipeline: str | None) -> None:
     left, right, _ = st.columns([1, 1, 4])
-    disabled = pipeline is None or not api.can_write
+    refused = write_refusal(api, WRITES_OFF)
+    disabled = pipeline is None or refused is not None
     clicked = {
         "train": left.button("Train now", disabled=disabled),
         "infer": right.button("Infer now", disabled=disabled),
     }
-    if not api.can_write:
-        st.caption("Set http.api_token to trigger runs from here.")
+    if refused is not None:
+        st.caption(plain(refused))
     elif pipeline is None:
         st.caption("Pick a pipeline to train or score it now.")
     for kind, pressed in clicked.items():

@@ -20,7 +20,7 @@ from openanomaly.ui.present import (
     anomaly_rows,
     failures,
     labels_text,
-    parse_time,
+    parse_api_time,
     pipeline_status,
     plain,
 )
@@ -64,7 +64,7 @@ def _status(state: dict[str, Any]) -> None:
     for kind, error in failures(state):
         st.error(plain(f"{name}: last {kind} failed: {error}"))
     if state.get("model") is None:
-        when = parse_time((state.get("next_run") or {}).get("train"))
+        when = parse_api_time((state.get("next_run") or {}).get("train"))
         first = (
             f"its first training is due at {when:%Y-%m-%d %H:%M} UTC"
             if when
