@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from openanomaly.ui.views import models_runs, overview, pipeline, playground
+from openanomaly.ui.navigation import all_pages
 
 
 def main() -> None:
@@ -18,13 +18,7 @@ def main() -> None:
     here = str(Path(__file__).resolve().parent)
     sys.path[:] = [p for p in sys.path if p != here]
     st.set_page_config(page_title="OpenAnomaly", layout="wide")
-    pages = [
-        st.Page(overview.render, title="Overview", url_path="overview", default=True),
-        st.Page(pipeline.render, title="Pipeline", url_path="pipeline"),
-        st.Page(playground.render, title="Playground", url_path="playground"),
-        st.Page(models_runs.render, title="Models and runs", url_path="models"),
-    ]
-    st.navigation(pages).run()
+    st.navigation(all_pages()).run()
 
 
 if __name__ == "__main__":

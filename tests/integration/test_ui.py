@@ -267,6 +267,14 @@ def test_the_pipeline_page_charts_what_the_daemon_scored(stack: Stack, page: Pag
     expect(charts.first).to_contain_text(f'host="{SPIKE_HOST}"')
     screenshot(page, stack.shots / "pipeline.png")
 
+    # Its runs are one click away: the Models and runs page, filtered to this pipeline.
+    page.get_by_role("link", name=f"All models and runs of {SEEDED}").click()
+    expect(page.get_by_role("heading", name="Models and runs", exact=True)).to_be_visible()
+    expect(page).to_have_url(re.compile(rf"/models\?pipeline={SEEDED}$"))
+    box = page.locator('[data-testid="stSelectbox"]').first
+    expect(box.get_by_role("combobox", name="Pipeline")).to_have_value(SEEDED)
+    expect(page.get_by_text(re.compile(rf"; active: {SEEDED} v\d+ \(3 series\)$"))).to_be_visible()
+
 
 # --- 3. models and runs -----------------------------------------------------------------------
 

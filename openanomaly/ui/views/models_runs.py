@@ -60,7 +60,11 @@ def render() -> None:
     st.header("Models and runs")
     names = sorted(s["name"] for s in read_or_stop(api.pipelines).get("pipelines", []))
     left, middle, right = st.columns(3)
-    picked = left.selectbox("Pipeline", [ALL, *names])
+    options = [ALL, *names]
+    wanted = st.query_params.get("pipeline")  # from the Pipeline page's link
+    picked = left.selectbox(
+        "Pipeline", options, index=options.index(wanted) if wanted in names else 0
+    )
     kind = middle.selectbox("Kind", RUN_KINDS)
     status = right.selectbox("Status", RUN_STATUSES)
     pipeline = None if picked == ALL else picked

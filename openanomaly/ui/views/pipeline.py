@@ -126,6 +126,12 @@ def _charts(views: list[SeriesView]) -> None:
 
 def _runs(context: UiContext, name: str) -> None:
     st.subheader("Recent runs")
+    # Imported here: the navigation imports this module.
+    from openanomaly.ui.navigation import models_runs_page
+
+    st.page_link(
+        models_runs_page(), label=f"All models and runs of {name}", query_params={"pipeline": name}
+    )
     try:
         runs = daemon_or_stop(context.api.runs, name, limit=20)
     except ApiError as exc:
