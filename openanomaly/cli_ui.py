@@ -50,6 +50,7 @@ def ui(
         "server.fileWatcherType": "none",  # an installed app does not reload on edits
         "browser.gatherUsageStats": False,
         "client.toolbarMode": "minimal",
+        "client.showErrorDetails": "type",  # a bug shows its type, never a traceback
         "theme.base": "light",
     }
     typer.echo(f"openanomaly ui: http://{_host(address)}:{port} (daemon API: {url})", err=True)

@@ -30,6 +30,11 @@ from openanomaly.usecases.backtest import BacktestResult, backtest
 
 log = logging.getLogger(__name__)
 
+# What one backtest may read: the scored frame is ~100 bytes a point, and the daemon runs its
+# schedule beside it. The range's steps are checked before it is queued (http_playground); the
+# series count is known only from the TSDB's answer, so the read itself is capped.
+MAX_POINTS_READ = 10_000_000
+RECENT = 600.0  # seconds: a result finished or read this recently is not forgotten for space
 MAX_SERIES_LISTED = 200
 MAX_ANOMALIES_LISTED = 500
 MAX_SKIPPED_LISTED = 50
@@ -58,6 +63,7 @@ class BacktestRun:
     seconds: float = 0.0
     result: BacktestResult | None = None
     view: dict[str, Any] | None = None  # result_json of a finished backtest
+    touched: float = field(default_factory=time.monotonic)  # finished or last read
     cancel: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -74,6 +80,7 @@ class Backtests:
         keep: int = 20,
         keep_points: int = 2_000_000,
         max_active: int = 4,
+        recent: float = RECENT,
     ) -> None:
         self._reader = reader
         self._engine_for = engine_for
@@ -81,6 +88,7 @@ class Backtests:
         # Results are whole scored frames (~100 bytes a point): a backtest of 10,000 series
         # over two days is 5.8 million points. Older results go first; the newest stays.
         self._keep_points = keep_points
+        self._recent = recent
         self._max_active = max_active
         self._runs: OrderedDict[str, BacktestRun] = OrderedDict()
         self._lock = threading.Lock()
@@ -99,18 +107,26 @@ class Backtests:
         return run
 
     def _evict(self) -> None:
-        """Forget the oldest finished backtests beyond `keep` runs or `keep_points` points."""
-        finished = [r for r in self._runs.values() if not r.active]
+        """Forget finished backtests beyond `keep` runs or `keep_points` points, the least
+        recently finished or read first; never one touched in the last `recent` seconds (the two
+        runs of a comparison, a result someone is looking at)."""
+        finished = sorted((r for r in self._runs.values() if not r.active), key=lambda r: r.touched)
         points = sum(len(r.result.scored) for r in finished if r.result is not None)
-        for run in finished[:-1]:  # the newest result stays, however big
+        now = time.monotonic()
+        for run in finished:
             if len(self._runs) <= self._keep and points <= self._keep_points:
                 break
+            if now - run.touched < self._recent:
+                break  # sorted: every later one is more recent still
             del self._runs[run.id]
             points -= len(run.result.scored) if run.result is not None else 0
 
     def get(self, run_id: str) -> BacktestRun | None:
         with self._lock:
-            return self._runs.get(run_id)
+            run = self._runs.get(run_id)
+            if run is not None and not run.active:
+                run.touched = time.monotonic()
+            return run
 
     def all(self) -> list[BacktestRun]:
         with self._lock:
@@ -147,6 +163,7 @@ class Backtests:
                 raise _Cancelled
 
         pipeline = run.pipeline
+        max_series = series_cap(pipeline, run.start, run.end)
         try:
             run.result = backtest(
                 pipeline,
@@ -155,17 +172,24 @@ class Backtests:
                 run.start,
                 run.end,
                 progress=progress,
+                max_series=max_series,
             )
+            # Once, here: every poll of a finished backtest returns it.
+            run.view = result_json(run.result, time.monotonic() - began)
         except _Cancelled:
             self._finish(run, "cancelled", began=began)
         except (OpenAnomalyError, ValueError) as exc:
-            self._finish(run, "failed", str(exc), began=began)
+            error = str(exc)
+            if max_series < pipeline.limits.max_series:
+                error += (
+                    f" (a backtest reads at most {MAX_POINTS_READ:,} points: over this range "
+                    f"that is {max_series:,} series; narrow the query or the range)"
+                )
+            self._finish(run, "failed", error, began=began)
         except Exception as exc:  # a bug or a library failure: say so, keep serving
             log.exception("backtest %s of %s failed", run.id, pipeline.name)
             self._finish(run, "failed", f"internal error: {type(exc).__name__}: {exc}", began)
         else:
-            # Once, here: every poll of a finished backtest returns it.
-            run.view = result_json(run.result, time.monotonic() - began)
             self._finish(run, "done", began=began)
         with self._lock:
             self._evict()
@@ -177,7 +201,15 @@ class Backtests:
         run.error = error
         run.seconds = time.monotonic() - began if began is not None else 0.0
         run.finished = datetime.now(UTC)
+        run.touched = time.monotonic()
         run.status = status  # last: a reader that sees "done" sees the result too
+
+
+def series_cap(pipeline: Pipeline, start: datetime, end: datetime) -> int:
+    """How many series a backtest from `start` to `end` may read within MAX_POINTS_READ (the
+    read reaches back a train window and a context before `start`)."""
+    steps = (end - start + pipeline.train.window + pipeline.infer.context) / pipeline.step
+    return max(1, min(pipeline.limits.max_series, int(MAX_POINTS_READ // max(steps, 1))))
 
 
 # --- JSON views --------------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def add_playground_routes(api: FastAPI, daemon: Daemon, *, checked: Any, changes
     async def get_backtest(run_id: str) -> dict[str, Any]:
         run = backtests.get(run_id)
         if run is None:
-            raise HTTPException(404, f"no backtest {run_id!r} (results are kept for the last 20)")
+            raise HTTPException(404, f"no backtest {run_id!r} (results are kept for a while only)")
         return run_json(run, detail=True)
 
     @api.get("/api/v1/backtests/{run_id}/series")

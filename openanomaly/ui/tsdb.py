@@ -120,7 +120,7 @@ def fresh(expression: str, step: timedelta, selector: str | None = None) -> str:
     selector) at the evaluation time t was written within (t - step, t], not carried forward
     by the lookback: `expression and timestamp(selector) > time() - step`. `and` matches
     without `__name__`, so the result keeps the expression's series and their names."""
-    seconds = f"{step.total_seconds():g}"
+    seconds = f"{step.total_seconds():.15g}"  # never 1e+06: that would be another number
     return f"{expression} and timestamp({selector or expression}) > time() - {seconds}"
 
 

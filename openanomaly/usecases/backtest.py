@@ -42,8 +42,10 @@ def backtest(
     end: datetime,
     *,
     progress: Callable[[int, int], None] | None = None,
+    max_series: int | None = None,
 ) -> BacktestResult:
-    """Score every step from `start` to `end` (both inclusive, on the step grid)."""
+    """Score every step from `start` to `end` (both inclusive, on the step grid). The read
+    refuses more than `max_series` series (default: the pipeline's limits.max_series)."""
     step = pipeline.step
     first = floor_to_step(start - step, step) + step
     last = floor_to_step(end, step)
@@ -58,7 +60,7 @@ def backtest(
     at_all = pd.date_range(first, last, freq=step)
     earliest = min(refits[0] - pipeline.train.window, read_start(pipeline, at_all))
     frame = reader.query_range(
-        pipeline.query, earliest, last, step, max_series=pipeline.limits.max_series
+        pipeline.query, earliest, last, step, max_series=max_series or pipeline.limits.max_series
     )
     result = BacktestResult(pd.DataFrame(columns=COLUMNS), frame.labels)
     parts = []

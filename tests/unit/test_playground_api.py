@@ -106,6 +106,24 @@ def test_save_writes_one_valid_file_atomically_and_refuses_what_it_should(tmp_pa
         source.save("api", PIPELINE_YAML.replace("name: web", "name: api"), overwrite=True)
 
 
+def test_saving_works_where_the_file_system_has_no_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    def no_links(*args: Any) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    source = DirectoryPipelineSource(tmp_path, model_catalog)
+    source.save("web", PIPELINE_YAML, overwrite=False)
+    assert (tmp_path / "web.yaml").read_text() == PIPELINE_YAML
+    with pytest.raises(PipelineConflict, match="exists"):
+        source.save("web", PIPELINE_YAML, overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["web.yaml"]
+
+
 # --- the backtest queue --------------------------------------------------------------------------
 
 
@@ -354,23 +372,43 @@ def test_without_a_token_changes_are_off_and_side_effect_free_calls_stay_open(
     assert cancelled.status_code == 200
 
 
-def test_old_results_are_forgotten_beyond_the_point_budget_but_the_newest_stays(
+def test_results_beyond_the_point_budget_go_least_recently_used_first_but_not_recent_ones(
     csv_data: Path,
 ) -> None:
     one_run_points = 2 * (6 * 12 + 1)
-    backtests = Backtests(
+
+    def run_one(backtests: Backtests) -> Any:
+        run = backtests.submit(pipeline(), END - timedelta(hours=6), END)
+        wait_until(lambda: not run.active)
+        assert run.status == "done", run.error
+        time.sleep(0.01)  # distinct monotonic times
+        return run
+
+    room_for_two = Backtests(
+        CsvReader(csv_data),
+        lambda _: StatsForecastEngine(),
+        keep_points=2 * one_run_points + 1,
+        recent=0,
+    )
+    try:
+        a, b = run_one(room_for_two), run_one(room_for_two)
+        assert room_for_two.get(a.id) is a  # read after b finished: b is now the stalest
+        c = run_one(room_for_two)
+    finally:
+        room_for_two.close()
+    assert [r.id for r in room_for_two.all()] == [c.id, a.id]
+    assert room_for_two.get(b.id) is None
+
+    protective = Backtests(
         CsvReader(csv_data), lambda _: StatsForecastEngine(), keep_points=one_run_points + 1
     )
     try:
-        runs = []
-        for _ in range(3):
-            runs.append(backtests.submit(pipeline(), END - timedelta(hours=6), END))
-            wait_until(lambda: not runs[-1].active)
+        runs = [run_one(protective) for _ in range(3)]
     finally:
-        backtests.close()
-    assert [r.status for r in runs] == ["done"] * 3
-    assert [r.id for r in backtests.all()] == [runs[-1].id]  # two results do not fit
-    assert backtests.get(runs[0].id) is None
+        protective.close()
+    # Touched in the last 10 minutes, all stay over the budget: the two runs of a comparison,
+    # a result on someone's screen.
+    assert [r.id for r in protective.all()] == [r.id for r in reversed(runs)]
 
 
 def test_text_from_the_api_cannot_import_a_module_no_loaded_pipeline_uses(
@@ -417,3 +455,14 @@ def test_text_from_the_api_may_use_a_custom_engine_a_loaded_pipeline_uses(tmp_pa
     parsed = source.parse(offered, "playground.yaml")
     assert parsed.problems == []
     assert [p.pipeline.model.engine for p in parsed.pipelines] == [engine]
+
+
+def test_a_backtest_reads_at_most_ten_million_points() -> None:
+    from openanomaly.daemon.backtests import MAX_POINTS_READ, series_cap
+
+    short = pipeline()  # step 5m, train.window 1d, infer.context 4h
+    assert series_cap(short, END - timedelta(hours=6), END) == short.limits.max_series
+    # 60 days + 1 day + 4 hours at 5m = 17,616 steps per series
+    steps = (timedelta(days=61, hours=4)) / short.step
+    assert series_cap(short, END - timedelta(days=60), END) == int(MAX_POINTS_READ // steps)
+    assert series_cap(short, END - timedelta(days=60), END) == 567

@@ -70,6 +70,8 @@ class FakeDaemon:
             return httpx.Response(202, json={"id": "b1", "status": "queued"})
         if (method, path) == ("GET", "/api/v1/backtests/b1"):
             return httpx.Response(200, json={"id": "b1", **self.backtest})
+        if (method, path) == ("DELETE", "/api/v1/backtests/b1"):
+            return httpx.Response(200, json={"id": "b1", **self.backtest})
         return httpx.Response(404, json={"detail": f"no {method} {path} here"})
 
     def saved(self) -> list[tuple[str, dict[str, Any]]]:
@@ -253,3 +255,13 @@ def test_a_running_backtest_does_not_hold_up_the_page(daemon: FakeDaemon) -> Non
     assert not app.exception, app.exception
     assert not app.get("progress")
     assert "No point scored over 1 in this range." in texts(app.info)
+
+
+def test_a_new_backtest_cancels_the_one_it_replaces(daemon: FakeDaemon) -> None:
+    app = open_page()
+    button(app, "Run backtest").click().run()
+    assert not [r for r in daemon.requests if r.method == "DELETE"]
+    button(app, "Run backtest").click().run()
+    assert not app.exception, app.exception
+    cancelled = [r.url.path for r in daemon.requests if r.method == "DELETE"]
+    assert cancelled == ["/api/v1/backtests/b1"]  # the first, still running, for nobody now

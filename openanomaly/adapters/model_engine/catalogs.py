@@ -17,7 +17,6 @@ _BUILTIN_CATALOGS: dict[str, type[ModelCatalog]] = {
     "mlforecast": MLForecastCatalog,
     "neuralforecast": NeuralForecastCatalog,
 }
-BUILTIN_ENGINES = frozenset(_BUILTIN_CATALOGS)
 
 
 def model_catalog(engine: str) -> ModelCatalog:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -10,7 +12,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from openanomaly.adapters.model_engine.catalogs import BUILTIN_ENGINES
+from openanomaly.config.pipeline import BUILTIN_ENGINES
 from openanomaly.config.pipeline_loader import CatalogFor, check_unique_names, parse_pipeline_text
 from openanomaly.errors import OpenAnomalyError, PipelineConflict, PipelineRejected, Problem
 from openanomaly.ports import CatalogIssue, LoadedPipeline, ModelCatalog, PipelineSet
@@ -57,6 +59,7 @@ class DirectoryPipelineSource:
         self.directory = directory
         self._catalog_for = catalog_for
         self._builtin_engines = frozenset(builtin_engines)
+        self._engines_in_use: tuple[str, frozenset[str]] = ("", frozenset())  # by fingerprint
 
     def load(self) -> PipelineSet:
         return load_pipeline_paths([self.directory], self._catalog_for)
@@ -76,7 +79,7 @@ class DirectoryPipelineSource:
         """Text from outside pipelines_dir (the API) may name a built-in engine or a custom
         one a loaded pipeline already uses, nothing else: checking a custom engine imports its
         module, and importing a module runs its code."""
-        allowed = self._builtin_engines | {p.pipeline.model.engine for p in self.load().pipelines}
+        allowed = self._builtin_engines | self._engines_used()
 
         def catalog_for(engine: str) -> ModelCatalog:
             return self._catalog_for(engine) if engine in allowed else _RefusedEngine(engine)
@@ -84,6 +87,14 @@ class DirectoryPipelineSource:
         pipelines, problems = parse_pipeline_text(text, source, catalog_for)
         unique = check_unique_names(pipelines)
         return PipelineSet(unique.pipelines, problems + unique.problems)
+
+    def _engines_used(self) -> frozenset[str]:
+        """The engines of the loaded pipelines, loaded again only when a file changed."""
+        fingerprint = self.fingerprint()
+        if fingerprint != self._engines_in_use[0]:
+            engines = frozenset(p.pipeline.model.engine for p in self.load().pipelines)
+            self._engines_in_use = (fingerprint, engines)
+        return self._engines_in_use[1]
 
     def save(self, name: str, text: str, *, overwrite: bool) -> str:
         """Write `{name}.yaml` atomically: a hidden temp file (never read as a pipeline) renamed
@@ -116,16 +127,37 @@ class DirectoryPipelineSource:
                 os.chmod(temp, 0o644)  # mkstemp makes it 0600; the file is configuration
                 if overwrite:
                     os.replace(temp, target)
-                else:  # link fails if the target appeared since the check: never clobber
-                    os.link(temp, target)
+                else:
+                    _place_new(temp, target)
             finally:
                 Path(temp).unlink(missing_ok=True)
-            _fsync_directory(self.directory)  # the rename survives a power cut
         except FileExistsError:
             raise PipelineConflict(f"{target} exists; ask to overwrite it") from None
         except OSError as exc:
             raise OpenAnomalyError(f"cannot write {target}: {exc.strerror}") from None
+        # The rename survives a power cut; some network file systems cannot sync a directory,
+        # and the file is in place either way.
+        with contextlib.suppress(OSError):
+            _fsync_directory(self.directory)
         return str(target)
+
+
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+_NO_HARD_LINKS.add(errno.ENOSYS)
+
+
+def _place_new(temp: str, target: Path) -> None:
+    """Put `temp` at `target`, failing with FileExistsError if `target` exists, however late
+    it appeared: a hard link, or where the file system has none (SMB, some FUSE mounts), the
+    name reserved by an exclusive create and then renamed over (a reload in between sees an
+    empty file, which is no pipeline and keeps nothing else from loading)."""
+    try:
+        os.link(temp, target)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) or exc.errno not in _NO_HARD_LINKS:
+            raise
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        os.replace(temp, target)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -8,6 +8,7 @@ kept result, and later reruns (picking another series) never run it again.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pandas as pd
@@ -15,7 +16,7 @@ import streamlit as st
 
 from openanomaly.ui.charts import anomaly_figure
 from openanomaly.ui.client import ApiClient
-from openanomaly.ui.errors import ApiError
+from openanomaly.ui.errors import ApiError, DaemonUnreachable
 from openanomaly.ui.present import (
     anomaly_rows,
     backtest_metrics,
@@ -41,6 +42,16 @@ def start(
         show_api_error(exc, "start the backtest")
         return None
     return started
+
+
+def cancel_unfinished(api: ApiClient, key: str) -> None:
+    """Cancel the backtests a new one replaces in `st.session_state[key]`: left running, they
+    would hold the daemon's one backtest thread (and its queue of 4) for nobody."""
+    kept = st.session_state.get(key) or {}
+    for backtest in kept.get("backtests", []):
+        if not finished(backtest):
+            with contextlib.suppress(ApiError, DaemonUnreachable):
+                api.cancel_backtest(str(backtest["id"]))
 
 
 def finished(backtest: Backtest) -> bool:

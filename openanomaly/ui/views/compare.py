@@ -60,6 +60,7 @@ def _run(
     except InvalidModelSection as exc:
         st.error(plain(str(exc)))
         return
+    backtest_panel.cancel_unfinished(api, RESULT_KEY)
     started: list[backtest_panel.Backtest] = []
     for text in (yaml_text, text_b):
         backtest = backtest_panel.start(api, text, span, pipeline)

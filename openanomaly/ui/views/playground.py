@@ -145,6 +145,7 @@ def _backtest(api: ApiClient, text: str, target: str | None) -> None:
     right.text_input("To", key=TO_KEY, on_change=remember, args=(TO_KEY,))
     st.caption("From and To: ISO 8601 (UTC), Unix seconds, or a duration before now (2d, 6h).")
     if st.button("Run backtest", type="primary"):
+        backtest_panel.cancel_unfinished(api, RESULT_KEY)
         started = backtest_panel.start(api, text, _span(), target)
         if started is not None:
             st.session_state[RESULT_KEY] = {"backtests": [started]}
