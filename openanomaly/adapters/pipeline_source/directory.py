@@ -118,6 +118,9 @@ class DirectoryPipelineSource:
                 )
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # FileExistsError here: a file where the directory should be
+            raise OpenAnomalyError(f"cannot create {self.directory}: {exc.strerror}") from None
+        try:
             fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -142,8 +145,9 @@ class DirectoryPipelineSource:
         return str(target)
 
 
-_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
-_NO_HARD_LINKS.add(errno.ENOSYS)
+_NO_HARD_LINKS = frozenset(
+    {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+)
 
 
 def _place_new(temp: str, target: Path) -> None:
