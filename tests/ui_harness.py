@@ -29,6 +29,7 @@ from playwright.sync_api import (
 from playwright.sync_api import (
     BrowserContext,
     ConsoleMessage,
+    Locator,
     Page,
     Playwright,
     Route,
@@ -279,6 +280,13 @@ def table_with(page: Page, column: str, timeout_ms: int = PAGE_TIMEOUT_MS) -> li
         if rows and column in rows[0]:
             return rows
     raise AssertionError(f"no table with a {column!r} column among {found!r}")
+
+
+def current(page: Page) -> Locator:
+    """The page's elements of the latest script run. While Streamlit reruns, elements of the
+    previous run stay in the page, marked stale, until the run ends: text that moved can then
+    be there twice."""
+    return page.locator('[data-testid="stElementContainer"]:not([data-stale="true"])')
 
 
 def pick(page: Page, label: str, option: str) -> None:

@@ -47,6 +47,7 @@ from tests.daemon_harness import (
 from tests.ui_harness import (
     Browser,
     UiServer,
+    current,
     fill,
     go_to,
     open_app,
@@ -213,7 +214,8 @@ def enter_pipeline(page: Page, text: str, name: str) -> None:
 def test_the_overview_lists_the_daemons_pipelines(stack: Stack, page: Page) -> None:
     train = stack.daemon.run_after(SEEDED, "train", 0, timeout=120)  # trained on start
     assert train["status"] == "ok", train
-    stack.daemon.run_after(SEEDED, "infer", 0, timeout=60)  # it has scored (the catch-up)
+    infer = stack.daemon.infer_now(SEEDED)  # it has scored (not waiting for the minute)
+    assert infer["status"] == "ok", infer
 
     def overview() -> list[dict[str, str]]:
         open_app(page, stack.ui.url, "Pipelines")  # the Overview, the default page
@@ -273,7 +275,8 @@ def test_the_pipeline_page_charts_what_the_daemon_scored(stack: Stack, page: Pag
     expect(page).to_have_url(re.compile(rf"/models\?pipeline={SEEDED}$"))
     box = page.locator('[data-testid="stSelectbox"]').first
     expect(box.get_by_role("combobox", name="Pipeline")).to_have_value(SEEDED)
-    expect(page.get_by_text(re.compile(rf"; active: {SEEDED} v\d+ \(3 series\)$"))).to_be_visible()
+    active_model = re.compile(rf"; active: {SEEDED} v\d+ \(3 series\)$")
+    expect(current(page).get_by_text(active_model)).to_be_visible()
 
 
 # --- 3. models and runs -----------------------------------------------------------------------
@@ -296,9 +299,9 @@ def test_models_and_runs_show_the_model_and_train_now_trains(stack: Stack, page:
     assert models[0]["series_count"] == 3, models
     versions = f"{len(models)} model version{'s' if len(models) > 1 else ''}"
     active = f"{SEEDED} v{models[0]['version']} (3 series)"
-    expect(page.get_by_text(f"{versions}; active: {active}", exact=True)).to_be_visible()
+    expect(current(page).get_by_text(f"{versions}; active: {active}", exact=True)).to_be_visible()
     # Infers run every minute: the page's count lies between the API's before and after.
-    caption = page.get_by_text(re.compile(r"^\d+ runs?: \d+ ok"))
+    caption = current(page).get_by_text(re.compile(r"^\d+ runs?: \d+ ok"))
     expect(caption).to_be_visible()
     shown = int(caption.inner_text().split()[0])
     assert runs_before <= shown <= len(stack.daemon.runs(SEEDED)), (runs_before, shown)
