@@ -243,7 +243,9 @@ def fill(page: Page, label: str, text: str) -> None:
 
 
 TABLES_JS = """
-() => Array.from(document.querySelectorAll('[data-testid="stTable"] table')).map(table => {
+() => Array.from(document.querySelectorAll(
+    '[data-testid="stElementContainer"]:not([data-stale="true"]) [data-testid="stTable"] table'
+)).map(table => {
     const text = cell => cell.innerText.trim();
     const head = Array.from(table.querySelectorAll('thead tr:last-child th')).map(text);
     const rows = Array.from(table.querySelectorAll('tbody tr')).map(
@@ -254,8 +256,9 @@ TABLES_JS = """
 
 
 def tables(page: Page) -> list[list[dict[str, str]]]:
-    """Every st.table on the page as a list of rows {column header: cell text}. A row with one
-    cell more than the header (an index column without a header) drops its first cell."""
+    """Every st.table of the latest script run (see `current`) as a list of rows {column
+    header: cell text}. A row with one cell more than the header (an index column without a
+    header) drops its first cell."""
     out = []
     for table in page.evaluate(TABLES_JS):
         head: list[str] = table["head"]
@@ -273,7 +276,7 @@ def tables(page: Page) -> list[list[dict[str, str]]]:
 def table_with(page: Page, column: str, timeout_ms: int = PAGE_TIMEOUT_MS) -> list[dict[str, str]]:
     """The rows of the first st.table with a `column` column, once one is on the page (a
     rerun sends its elements one by one: the heading above a table can come before it)."""
-    header = page.locator('[data-testid="stTable"] thead th', has_text=_exactly(column))
+    header = current(page).locator('[data-testid="stTable"] thead th', has_text=_exactly(column))
     expect(header.first).to_be_visible(timeout=timeout_ms)
     found = tables(page)
     for rows in found:
