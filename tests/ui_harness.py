@@ -15,12 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Self
 
 import httpx
 from playwright.sync_api import (
@@ -38,19 +37,22 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from openanomaly.local_tsdb import free_port
-from tests.daemon_harness import ROOT, wait_for
+from tests.daemon_harness import ROOT
+from tests.services import _LocalService
 
 PAGE_TIMEOUT_MS = 30_000  # one Streamlit rerun that calls the daemon; backtests wait longer
 VIEWPORT: ViewportSize = {"width": 1400, "height": 1000}
 
 
-class UiServer:
-    """One `python -m openanomaly ui` child process on a free loopback port.
+class UiServer(_LocalService):
+    """One `python -m openanomaly ui` child process on a free loopback port (started, waited
+    for and stopped like the other local services).
 
     The child gets PYTHONPATH = the repo root and, when `token` is given, OA_HTTP__API_TOKEN;
     no other OA_* variable of ours leaks in. Its stdout and stderr go to `workdir/ui.log`,
     quoted when it fails to come up."""
+
+    name = "ui"
 
     def __init__(
         self,
@@ -61,15 +63,11 @@ class UiServer:
         token: str | None = None,
         args: Sequence[str] = (),
     ) -> None:
-        self.workdir = workdir
+        super().__init__(workdir)
         self.api_url = api_url
         self.tsdb_url = tsdb_url
         self.token = token
         self.args = list(args)
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = workdir / "ui.log"
-        self.workdir.mkdir(parents=True, exist_ok=True)
 
     @property
     def url(self) -> str:
@@ -82,73 +80,24 @@ class UiServer:
             args += ["--tsdb-url", self.tsdb_url]
         return args + self.args
 
-    def start(self, timeout: float = 60) -> UiServer:
-        assert self.process is None or self.process.poll() is not None, "already running"
-        self.port = free_port()
+    def popen_options(self) -> dict[str, Any]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OA_")}
         env["PYTHONPATH"] = str(ROOT)
         # Belt and braces: the browser's usage statistics would go to the internet.
         env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
         if self.token is not None:
             env["OA_HTTP__API_TOKEN"] = self.token
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                cwd=self.workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stop() reaches any child too
-            )
-        wait_for("the UI's /_stcore/health", self._healthy, timeout=timeout, interval=0.2)
-        return self
+        return {"cwd": self.workdir, "env": env}
 
-    def _healthy(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(
-                f"`openanomaly ui` exited ({self.process.returncode}):\n{self.log_text()}"
-            )
+    def is_ready(self) -> bool:
         try:
             response = httpx.get(self.url + "/_stcore/health", timeout=1, trust_env=False)
         except httpx.HTTPError:
             return False
         return response.status_code == 200 and response.text.strip() == "ok"
 
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def stop(self, timeout: float = 10) -> None:
-        """SIGTERM to the process group, then SIGKILL if it lingers."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        _signal_group(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _signal_group(process.pid, signal.SIGKILL)
-            process.wait(timeout)
-
-    def __enter__(self) -> UiServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+    def start(self, timeout: float = 60.0) -> Self:  # Streamlit takes seconds to import
+        return super().start(timeout)
 
 
 class Browser:

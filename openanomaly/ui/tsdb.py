@@ -81,14 +81,6 @@ class PipelineFacts:
             f'{k}="{escape_label_value(v)}"' for k, v in sorted(self.output_labels.items())
         ]
 
-    def outputs_selector(self, label_filter: LabelFilter) -> str:
-        """One selector for the four output series: `{__name__=~"p_(score|yhat|...)", ...}`."""
-        kinds = "|".join(OUTPUT_KINDS)
-        matchers = [f'__name__=~"{self.prefix}_({kinds})"', *self.own_matchers()]
-        if label_filter.matchers:
-            matchers.append(label_filter.promql())
-        return "{" + ", ".join(matchers) + "}"
-
     def output_query(self, kind: str, label_filter: LabelFilter) -> str:
         """The written points of one output kind, each at one step only (see the module doc).
         One query per kind: `timestamp()` drops `__name__`, so over all four kinds at once

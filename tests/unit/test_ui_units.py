@@ -432,12 +432,10 @@ def test_the_anomaly_count_is_one_point_of_a_subquery() -> None:
     assert TsdbReads(FakeReader(assemble([])[0]), "http://tsdb").anomalies_24h(FACTS, now) == 0
 
 
-def test_the_outputs_selector_carries_our_labels_and_the_filter() -> None:
-    selector = FACTS.outputs_selector(parse_label_filter('instance=~"a.*"'))
-    assert selector == (
-        '{__name__=~"anomaly_(score|yhat|yhat_lower|yhat_upper)", pipeline="cpu", team="a", '
-        'instance=~"a.*"}'
-    )
+def test_the_output_query_carries_our_labels_and_the_filter() -> None:
+    query = FACTS.output_query("yhat", parse_label_filter('instance=~"a.*"'))
+    selector = 'anomaly_yhat{pipeline="cpu", team="a", instance=~"a.*"}'
+    assert query == f"{selector} and timestamp({selector}) > time() - 60"
 
 
 @pytest.mark.parametrize(

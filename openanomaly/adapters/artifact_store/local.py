@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from openanomaly.adapters.artifact_store.keys import check_key
+from openanomaly.adapters.fsutil import fsync_directory
 from openanomaly.errors import ArtifactCorrupt
 from openanomaly.ports import ArtifactRef
 
@@ -67,7 +68,7 @@ class LocalArtifactStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_directory(path.parent)
         return ArtifactRef(
             uri=path.as_uri(), sha256=hashlib.sha256(data).hexdigest(), size=len(data)
         )
@@ -100,7 +101,7 @@ class LocalArtifactStore:
         """Idempotent; a uri outside this store raises ValueError (we never delete elsewhere)."""
         path = self._path_of_uri(uri)
         path.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_directory(path.parent)
 
     def _path_of_uri(self, uri: str) -> Path:
         """The file behind a `file://` uri of this store; ValueError for anything else."""
@@ -115,16 +116,3 @@ class LocalArtifactStore:
                 f"artifact uri {uri!r} is outside the store root {self.root}"
             ) from None
         return self.path_for(key)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink durable. Missing directories and platforms that cannot open a
-    directory (Windows) have nothing to sync."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

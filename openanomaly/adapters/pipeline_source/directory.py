@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from openanomaly.adapters.fsutil import fsync_directory
 from openanomaly.config.pipeline import BUILTIN_ENGINES
 from openanomaly.config.pipeline_loader import CatalogFor, check_unique_names, parse_pipeline_text
 from openanomaly.errors import OpenAnomalyError, PipelineConflict, PipelineRejected, Problem
@@ -141,7 +142,7 @@ class DirectoryPipelineSource:
         # The rename survives a power cut; some network file systems cannot sync a directory,
         # and the file is in place either way.
         with contextlib.suppress(OSError):
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
         return str(target)
 
 
@@ -162,14 +163,6 @@ def _place_new(temp: str, target: Path) -> None:
             raise
         os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         os.replace(temp, target)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_pipeline_paths(paths: list[Path], catalog_for: CatalogFor) -> PipelineSet:

@@ -109,6 +109,14 @@ def show_metrics(summary: dict[str, Any], columns: int = 5) -> None:
         )
 
 
+def pick_series(label: str, series: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """A select box over a backtest's series (worst first, as the API lists them)."""
+    index = st.selectbox(
+        label, range(len(series)), format_func=lambda i: series_choice(series[i]), key=key
+    )
+    return series[index]
+
+
 def show_result(api: ApiClient, backtest: Backtest) -> None:
     """Metrics, a chart of one series (worst first), and the top anomalies."""
     if not outcome_ok(backtest):
@@ -116,13 +124,8 @@ def show_result(api: ApiClient, backtest: Backtest) -> None:
     show_metrics(backtest.get("summary") or {})
     series = backtest.get("series") or []
     if series:
-        chosen = st.selectbox(
-            "Series",
-            range(len(series)),
-            format_func=lambda i: series_choice(series[i]),
-            key=f"backtest-series-{backtest['id']}",
-        )
-        chart(api, backtest, series[chosen], key="backtest-chart")
+        chosen = pick_series("Series", series, key=f"backtest-series-{backtest['id']}")
+        chart(api, backtest, chosen, key="backtest-chart")
     st.subheader("Anomalies")
     rows = anomaly_rows(backtest.get("anomalies") or [], limit=50)
     if rows:

@@ -11,7 +11,7 @@ import streamlit as st
 from openanomaly.ui.client import ApiClient
 from openanomaly.ui.errors import ApiError, DaemonUnreachable, InvalidModelSection
 from openanomaly.ui.pipeline_text import outline, with_model
-from openanomaly.ui.present import comparison_row, plain, series_choice
+from openanomaly.ui.present import comparison_row, plain
 from openanomaly.ui.views import backtest_panel
 from openanomaly.ui.views.common import remember, show_table
 
@@ -86,13 +86,8 @@ def _show(api: ApiClient, result: dict[str, Any]) -> None:
     series = (backtests[0].get("series") or []) if backtests[0].get("status") == "done" else []
     chosen = None
     if series:
-        index = st.selectbox(
-            "Compare series",
-            range(len(series)),
-            format_func=lambda i: series_choice(series[i]),
-            key=f"compare-series-{backtests[0]['id']}",
-        )
-        chosen = series[index]
+        key = f"compare-series-{backtests[0]['id']}"
+        chosen = backtest_panel.pick_series("Compare series", series, key=key)
     for column, label, backtest in zip(st.columns(2), labels, backtests, strict=True):
         with column:
             st.markdown(f"**{plain(label)}**")
