@@ -45,7 +45,8 @@ def require_binary(kind: type[LocalTSDB]) -> str:
 
 
 def require_module(module: str, how: str) -> None:
-    """Like require_binary, for an optional extra's module (neuralforecast)."""
+    """Like require_binary, for an optional extra's module (neuralforecast); in a test, or at
+    the top of a module whose imports need it (then the whole module is skipped)."""
     import importlib.util
 
     if importlib.util.find_spec(module) is not None:
@@ -53,7 +54,7 @@ def require_module(module: str, how: str) -> None:
     message = f"{module} is not installed ({how})"
     if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
         pytest.fail(message + " -- CI must not skip these tests")
-    pytest.skip(message)
+    pytest.skip(message, allow_module_level=True)
 
 
 def _session_tsdb(
